@@ -1,0 +1,70 @@
+//! Per-kind knowledge of the built-in resources, as upstream Kubernetes has it: defaulting,
+//! validation, the Table columns kubectl prints, and the fields a field selector may use.
+//!
+//! The generic registry calls these four functions for every built-in object; a kind with nothing
+//! special gets the generic behaviour (no defaults, metadata-only validation, NAME/AGE columns,
+//! metadata.name and metadata.namespace selectable). Objects are `serde_json::Value`s in their
+//! external (versioned) JSON form; `group` is "" for the core group.
+
+use serde_json::Value;
+
+/// One reason an object is invalid, in the shape of `metav1.StatusCause`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// Upstream's cause type: `FieldValueRequired`, `FieldValueInvalid`, `FieldValueDuplicate`,
+    /// `FieldValueNotSupported`, `FieldValueForbidden`, `FieldValueTooLong`.
+    pub reason: String,
+    /// Upstream-style message, e.g. `Required value` or `Invalid value: "Foo": a lowercase RFC 1123 ...`.
+    pub message: String,
+    /// JSON path of the field, e.g. `spec.containers[0].name`.
+    pub field: String,
+}
+
+/// One column of a `meta.k8s.io/v1` Table (`TableColumnDefinition`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: &'static str,
+    /// OpenAPI type: `string`, `integer`, `number`, `boolean`, `date`.
+    pub type_: &'static str,
+    /// e.g. `name` for the NAME column, `` otherwise.
+    pub format: &'static str,
+    pub description: &'static str,
+    /// 0 = always shown, 1 = only with `-o wide`.
+    pub priority: i32,
+}
+
+/// Fills in upstream's defaults for a built-in object before validation, on create and update.
+pub fn apply_defaults(_group: &str, _kind: &str, _obj: &mut Value) {}
+
+/// Validates a built-in object; `old` is the stored object on update. Empty means valid.
+pub fn validate(_group: &str, _kind: &str, _obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+    Vec::new()
+}
+
+/// The Table columns kubectl shows for this kind against upstream (including `-o wide` ones).
+pub fn table_columns(_group: &str, _kind: &str) -> Vec<Column> {
+    vec![
+        Column { name: "Name", type_: "string", format: "name", description: "Name must be unique within a namespace.", priority: 0 },
+        Column { name: "Age", type_: "string", format: "", description: "CreationTimestamp is a timestamp representing the server time when this object was created.", priority: 0 },
+    ]
+}
+
+/// The cells of one Table row for `obj`, matching `table_columns`; `now` is the server's time in
+/// seconds since the epoch (for AGE-like cells).
+pub fn table_row(_group: &str, _kind: &str, obj: &Value, _now: i64) -> Vec<Value> {
+    vec![
+        obj["metadata"]["name"].clone(),
+        Value::String(String::new()),
+    ]
+}
+
+/// The (field path, value) pairs a field selector may match for this object, e.g. for pods
+/// `spec.nodeName`, `status.phase`; `metadata.name` and `metadata.namespace` for every kind.
+pub fn selectable_fields(_group: &str, _kind: &str, obj: &Value) -> Vec<(String, String)> {
+    let meta = &obj["metadata"];
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    vec![
+        ("metadata.name".into(), s(&meta["name"])),
+        ("metadata.namespace".into(), s(&meta["namespace"])),
+    ]
+}

@@ -1,0 +1,1 @@
+//! krust PKI (being built).
