@@ -382,6 +382,72 @@ fn expiring_leaf_is_renewed_at_start_and_flagged_by_check() {
         &pki::check(&cfg.data_dir).expect("check"),
         pki::CHECK_WITHIN_DAYS
     ));
+    // A leaf signed by the loaded (not freshly made) CA is recognised as sound next time.
+    let report = pki::ensure(&cfg).expect("third ensure");
+    assert!(report.is_unchanged(), "{:?}", report.changes);
+}
+
+#[test]
+fn expiring_ca_is_kept_with_a_warning() {
+    let (_dir, cfg) = fresh();
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "short-lived-ca");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_after = OffsetDateTime::now_utc() + Duration::days(20);
+    let ca = params.self_signed(&key).expect("ca");
+    fs::write(cert(&cfg, "ca.crt"), ca.pem()).expect("write crt");
+    fs::write(cert(&cfg, "ca.key"), key.serialize_pem()).expect("write key");
+
+    let report = pki::ensure(&cfg).expect("ensure");
+
+    assert_eq!(
+        fs::read_to_string(cert(&cfg, "ca.crt")).expect("read"),
+        ca.pem()
+    );
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("ca.crt expires in")),
+        "{:?}",
+        report.warnings
+    );
+    // Its leaves are re-signed by it, so everything verifies against the CA on disk.
+    assert!(openssl_verify(
+        &cert(&cfg, "ca.crt"),
+        &cert(&cfg, "server.crt")
+    ));
+}
+
+#[test]
+fn service_account_keys_sign_and_verify_es256() {
+    use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Claims {
+        sub: String,
+        exp: i64,
+    }
+    let (_dir, cfg) = fresh();
+    let private = fs::read(cert(&cfg, "serviceaccount.key")).expect("key");
+    let public = fs::read(cert(&cfg, "serviceaccount.pub")).expect("pub");
+    let claims = Claims {
+        sub: "system:serviceaccount:default:default".into(),
+        exp: OffsetDateTime::now_utc().unix_timestamp() + 600,
+    };
+    let encoding = EncodingKey::from_ec_pem(&private).expect("encoding key");
+    let token = encode(&Header::new(Algorithm::ES256), &claims, &encoding).expect("sign");
+    let decoding = DecodingKey::from_ec_pem(&public).expect("decoding key");
+    let data =
+        decode::<Claims>(&token, &decoding, &Validation::new(Algorithm::ES256)).expect("verify");
+    assert_eq!(data.claims.sub, claims.sub);
 }
 
 #[test]
