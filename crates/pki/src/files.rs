@@ -7,6 +7,7 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use crate::report::EnsureReport;
 use crate::PkiError;
 
 /// Mode for private keys, tokens and kubeconfigs.
@@ -35,7 +36,9 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> Result<(), PkiError> {
 
 /// Replaces `path` with `content` atomically: write a temporary file beside it, then rename.
 pub fn write(path: &Path, content: &[u8], mode: u32) -> Result<(), PkiError> {
-    let tmp = path.with_extension("krust-tmp");
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".krust-tmp");
+    let tmp = path.with_file_name(tmp_name);
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -73,4 +76,23 @@ pub fn restrict_mode(path: &Path, mode: u32) -> Result<(), PkiError> {
     tracing::warn!(path = %path.display(), mode = format!("{current:o}"), "permissions too open, setting {mode:o}");
     fs::set_permissions(path, Permissions::from_mode(mode))
         .map_err(|e| PkiError::io("set permissions on", path, e))
+}
+
+/// Writes a file derived from others (kubeconfig, public key) when its content changed, and
+/// records that in `report`.
+pub fn write_derived(
+    path: &Path,
+    content: &str,
+    mode: u32,
+    report: &mut EnsureReport,
+) -> Result<(), PkiError> {
+    let existed = path.exists();
+    if write_if_changed(path, content, mode)? {
+        if existed {
+            report.updated(path);
+        } else {
+            report.created(path);
+        }
+    }
+    Ok(())
 }

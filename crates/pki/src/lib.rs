@@ -8,6 +8,29 @@
 //!   [`any_expiring`] deciding the exit code.
 //! - [`admin_kubeconfig`] is `krust config`; [`read_token_file`] and [`read_basic_auth_file`] are
 //!   for the API server's authenticators.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // `krust server`, before anything listens:
+//! let cfg = pki::PkiConfig::new("/var/lib/krust", "node1", "10.96.0.1".parse()?, 6443);
+//! let report = pki::ensure(&cfg)?;
+//! let paths = pki::Paths::new(&cfg.data_dir); // server.crt, ca.crt, known_tokens.csv, ...
+//!
+//! // `krust refresh-certs --cert server.crt`:
+//! pki::refresh(&cfg, Some("server.crt".parse()?))?;
+//!
+//! // `krust refresh-certs --check`:
+//! let infos = pki::check(&cfg.data_dir)?;
+//! infos.iter().for_each(|info| println!("{info}"));
+//! let failed = pki::any_expiring(&infos, pki::CHECK_WITHIN_DAYS);
+//!
+//! // `krust config`:
+//! let url = format!("https://{}:6443", pki::primary_address());
+//! print!("{}", pki::admin_kubeconfig(&cfg.data_dir, &url)?);
+//! # let _ = (report, paths, failed);
+//! # Ok(())
+//! # }
+//! ```
 
 mod ca;
 mod certs;
@@ -226,14 +249,7 @@ fn write_kubeconfigs(
             cert_pem: &read_required(&crt)?,
             key_pem: &read_required(&key)?,
         })?;
-        let existed = path.exists();
-        if files::write_if_changed(path, &yaml, files::SECRET)? {
-            if existed {
-                report.updated(path);
-            } else {
-                report.created(path);
-            }
-        }
+        files::write_derived(path, &yaml, files::SECRET, report)?;
     }
     Ok(())
 }

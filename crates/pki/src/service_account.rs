@@ -27,14 +27,11 @@ pub fn ensure(paths: &Paths, report: &mut EnsureReport) -> Result<(), PkiError> 
             key
         }
     };
-    let public = &paths.service_account_pub;
-    let existed = public.exists();
-    if files::write_if_changed(public, &key.public_key_pem(), files::PUBLIC)? {
-        if existed {
-            report.updated(public);
-        } else {
-            report.created(public);
-        }
-    }
+    files::write_derived(
+        &paths.service_account_pub,
+        &key.public_key_pem(),
+        files::PUBLIC,
+        report,
+    )?;
     Ok(())
 }
