@@ -4,7 +4,9 @@
 //! API the API server uses directly, the embedded engine implements it, the real-etcd backend
 //! implements it by forwarding over gRPC, and the gRPC facade serves any `Store` to `etcdctl`.
 
+pub mod etcd;
 pub mod proto;
+pub mod server;
 
 mod error;
 mod store;
