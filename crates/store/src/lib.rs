@@ -4,6 +4,7 @@
 //! API the API server uses directly, the embedded engine implements it, the real-etcd backend
 //! implements it by forwarding over gRPC, and the gRPC facade serves any `Store` to `etcdctl`.
 
+pub mod engine;
 pub mod etcd;
 pub mod proto;
 pub mod server;
