@@ -1,10 +1,19 @@
 //! Per-kind knowledge of the built-in resources, as upstream Kubernetes has it: defaulting,
 //! validation, the Table columns kubectl prints, and the fields a field selector may use.
 //!
-//! The generic registry calls these four functions for every built-in object; a kind with nothing
+//! The generic registry calls these functions for every built-in object; a kind with nothing
 //! special gets the generic behaviour (no defaults, metadata-only validation, NAME/AGE columns,
 //! metadata.name and metadata.namespace selectable). Objects are `serde_json::Value`s in their
-//! external (versioned) JSON form; `group` is "" for the core group.
+//! external (versioned) JSON form; `group` is "" for the core group. No function here panics on
+//! malformed input: missing fields and wrong types read as empty.
+
+mod defaults;
+mod duration;
+mod format;
+mod json;
+mod table;
+
+pub use duration::{human_duration, parse_rfc3339};
 
 use serde_json::Value;
 
@@ -34,7 +43,9 @@ pub struct Column {
 }
 
 /// Fills in upstream's defaults for a built-in object before validation, on create and update.
-pub fn apply_defaults(_group: &str, _kind: &str, _obj: &mut Value) {}
+pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
+    defaults::apply(group, kind, obj);
+}
 
 /// Validates a built-in object; `old` is the stored object on update. Empty means valid.
 pub fn validate(_group: &str, _kind: &str, _obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
@@ -42,20 +53,14 @@ pub fn validate(_group: &str, _kind: &str, _obj: &Value, _old: Option<&Value>) -
 }
 
 /// The Table columns kubectl shows for this kind against upstream (including `-o wide` ones).
-pub fn table_columns(_group: &str, _kind: &str) -> Vec<Column> {
-    vec![
-        Column { name: "Name", type_: "string", format: "name", description: "Name must be unique within a namespace.", priority: 0 },
-        Column { name: "Age", type_: "string", format: "", description: "CreationTimestamp is a timestamp representing the server time when this object was created.", priority: 0 },
-    ]
+pub fn table_columns(group: &str, kind: &str) -> Vec<Column> {
+    table::columns(group, kind)
 }
 
-/// The cells of one Table row for `obj`, matching `table_columns`; `now` is the server's time in
-/// seconds since the epoch (for AGE-like cells).
-pub fn table_row(_group: &str, _kind: &str, obj: &Value, _now: i64) -> Vec<Value> {
-    vec![
-        obj["metadata"]["name"].clone(),
-        Value::String(String::new()),
-    ]
+/// The cells of one Table row for `obj`, matching `table_columns` (always the wide form, as
+/// upstream's server renders it); `now` is the server's time in seconds since the epoch.
+pub fn table_row(group: &str, kind: &str, obj: &Value, now: i64) -> Vec<Value> {
+    table::row(group, kind, obj, now)
 }
 
 /// The (field path, value) pairs a field selector may match for this object, e.g. for pods

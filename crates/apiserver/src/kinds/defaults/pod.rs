@@ -1,0 +1,227 @@
+//! Pod and pod-template defaults (`SetDefaults_PodSpec`, `SetDefaults_Container`, probes,
+//! volumes), plus what only materialises on Pod objects (`SetDefaults_Pod` and the Priority
+//! admission plugin's priority 0).
+
+use crate::kinds::json::{each_obj_mut, obj_mut, set_default, set_default_str};
+use serde_json::{json, Map, Value};
+
+/// Defaults of a `PodSpec`, wherever it is embedded (pods and every pod template).
+pub(super) fn pod_spec(spec: &mut Map<String, Value>) {
+    set_default_str(spec, "dnsPolicy", "ClusterFirst");
+    set_default_str(spec, "restartPolicy", "Always");
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default_str(spec, "schedulerName", "default-scheduler");
+    for key in ["initContainers", "containers", "ephemeralContainers"] {
+        each_obj_mut(spec, key, container);
+    }
+    each_obj_mut(spec, "volumes", volume);
+}
+
+/// Defaults of a pod template (`spec.template` of the workload kinds).
+pub(super) fn template(template: &mut Value) {
+    if let Some(spec) = obj_mut(template, "spec") {
+        pod_spec(spec);
+    }
+}
+
+/// A Pod object: its spec's defaults plus the pod-only ones.
+pub(super) fn pod(obj: &mut Value) {
+    let Some(spec) = obj_mut(obj, "spec") else {
+        return;
+    };
+    pod_spec(spec);
+    set_default(spec, "enableServiceLinks", json!(true));
+    // The Priority admission plugin resolves a pod without a class to priority 0.
+    if spec
+        .get("priorityClassName")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        set_default(spec, "priority", json!(0));
+    }
+    set_default_str(spec, "preemptionPolicy", "PreemptLowerPriority");
+    let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
+    for key in ["initContainers", "containers"] {
+        each_obj_mut(spec, key, |c| {
+            requests_from_limits(c);
+            if host_network {
+                each_obj_mut(c, "ports", |p| {
+                    if p.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0 {
+                        let port = p.get("containerPort").cloned().unwrap_or(Value::Null);
+                        p.insert("hostPort".into(), port);
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// A container without requests gets its limits as requests.
+fn requests_from_limits(c: &mut Map<String, Value>) {
+    let Some(Value::Object(res)) = c.get_mut("resources") else {
+        return;
+    };
+    let Some(Value::Object(limits)) = res.get("limits").cloned() else {
+        return;
+    };
+    if limits.is_empty() {
+        return;
+    }
+    let requests = res.entry("requests").or_insert_with(|| json!({}));
+    if let Some(requests) = requests.as_object_mut() {
+        for (k, v) in limits {
+            requests.entry(k).or_insert(v);
+        }
+    }
+}
+
+fn container(c: &mut Map<String, Value>) {
+    if c.get("imagePullPolicy")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+        let policy = if image_tag(image) == "latest" {
+            "Always"
+        } else {
+            "IfNotPresent"
+        };
+        c.insert("imagePullPolicy".into(), json!(policy));
+    }
+    set_default_str(c, "terminationMessagePath", "/dev/termination-log");
+    set_default_str(c, "terminationMessagePolicy", "File");
+    each_obj_mut(c, "ports", |p| set_default_str(p, "protocol", "TCP"));
+    for key in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(Value::Object(probe)) = c.get_mut(key) {
+            for (field, value) in [
+                ("timeoutSeconds", 1),
+                ("periodSeconds", 10),
+                ("successThreshold", 1),
+                ("failureThreshold", 3),
+            ] {
+                set_default(probe, field, json!(value));
+            }
+            http_get(probe);
+        }
+    }
+    for key in ["postStart", "preStop"] {
+        if let Some(Value::Object(handler)) = c.get_mut("lifecycle").and_then(|l| l.get_mut(key)) {
+            http_get(handler);
+        }
+    }
+    each_obj_mut(c, "env", |e| {
+        if let Some(Value::Object(field_ref)) =
+            e.get_mut("valueFrom").and_then(|v| v.get_mut("fieldRef"))
+        {
+            set_default_str(field_ref, "apiVersion", "v1");
+        }
+    });
+}
+
+/// `SetDefaults_HTTPGetAction` on a probe or lifecycle handler.
+fn http_get(handler: &mut Map<String, Value>) {
+    if let Some(Value::Object(get)) = handler.get_mut("httpGet") {
+        set_default_str(get, "path", "/");
+        set_default_str(get, "scheme", "HTTP");
+    }
+}
+
+/// The tag image pull policy defaulting sees: "latest" when neither tag nor digest is given.
+fn image_tag(image: &str) -> &str {
+    let (name, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (image, None),
+    };
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match last.split_once(':') {
+        Some((_, tag)) => tag,
+        None if digest.is_none() => "latest",
+        None => "",
+    }
+}
+
+/// A volume without a source is an emptyDir; file modes default to 0644.
+fn volume(v: &mut Map<String, Value>) {
+    if v.keys().all(|k| k == "name") {
+        v.insert("emptyDir".into(), json!({}));
+    }
+    for source in ["secret", "configMap", "downwardAPI", "projected"] {
+        if let Some(Value::Object(s)) = v.get_mut(source) {
+            set_default(s, "defaultMode", json!(420));
+        }
+    }
+    if let Some(Value::Object(host_path)) = v.get_mut("hostPath") {
+        set_default(host_path, "type", json!(""));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_tags() {
+        for (image, tag) in [
+            ("nginx", "latest"),
+            ("nginx:latest", "latest"),
+            ("nginx:1.27", "1.27"),
+            ("localhost:5000/nginx", "latest"),
+            ("localhost:5000/nginx:v1", "v1"),
+            ("nginx@sha256:abc", ""),
+            ("", "latest"),
+        ] {
+            assert_eq!(image_tag(image), tag, "{image}");
+        }
+    }
+
+    /// What `kubectl run web --image=nginx -o yaml` shows against upstream (minus admission's
+    /// service account).
+    #[test]
+    fn pod_defaults_like_upstream() {
+        let mut p = json!({"spec": {"containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 80}],
+            "resources": {"limits": {"cpu": "1"}}, "readinessProbe": {"httpGet": {"port": 80}},
+            "env": [{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}],
+            "volumes": [{"name": "scratch"}, {"name": "cfg", "configMap": {"name": "c"}}]}});
+        pod(&mut p);
+        assert_eq!(
+            p,
+            json!({"spec": {
+            "containers": [{"name": "web", "image": "nginx", "imagePullPolicy": "Always",
+                "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                "resources": {"limits": {"cpu": "1"}, "requests": {"cpu": "1"}},
+                "readinessProbe": {"httpGet": {"port": 80, "path": "/", "scheme": "HTTP"},
+                    "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3},
+                "env": [{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name", "apiVersion": "v1"}}}],
+                "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"}],
+            "volumes": [{"name": "scratch", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "c", "defaultMode": 420}}],
+            "dnsPolicy": "ClusterFirst", "restartPolicy": "Always", "securityContext": {},
+            "terminationGracePeriodSeconds": 30, "schedulerName": "default-scheduler",
+            "enableServiceLinks": true, "priority": 0, "preemptionPolicy": "PreemptLowerPriority"}})
+        );
+    }
+
+    #[test]
+    fn explicit_values_and_host_network() {
+        let mut p = json!({"spec": {"hostNetwork": true, "restartPolicy": "Never", "priorityClassName": "high",
+            "containers": [{"name": "a", "image": "busybox:1.36", "imagePullPolicy": "Never", "ports": [{"containerPort": 53, "protocol": "UDP"}]}]}});
+        pod(&mut p);
+        assert_eq!(p["spec"]["restartPolicy"], "Never");
+        assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Never");
+        assert_eq!(
+            p["spec"]["containers"][0]["ports"][0],
+            json!({"containerPort": 53, "protocol": "UDP", "hostPort": 53})
+        );
+        assert!(p["spec"].get("priority").is_none());
+        let mut odd = json!({"spec": {"containers": "nope", "volumes": [3]}});
+        pod(&mut odd);
+        assert_eq!(odd["spec"]["containers"], "nope");
+        let mut t = json!({"spec": {"containers": [{"image": "x:1"}]}});
+        template(&mut t);
+        assert_eq!(
+            t["spec"]["containers"][0]["imagePullPolicy"],
+            "IfNotPresent"
+        );
+        assert!(t["spec"].get("enableServiceLinks").is_none());
+    }
+}
