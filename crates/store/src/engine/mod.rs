@@ -265,6 +265,11 @@ impl Store for Engine {
     }
 
     async fn watch(&self, req: WatchCreateRequest) -> Result<WatchStream, StoreError> {
+        if mvcc::KeyRange::new(&req.key, &req.range_end).is_empty() {
+            return Err(StoreError::InvalidArgument(
+                "mvcc: watcher range is empty".into(),
+            ));
+        }
         Ok(watch::start(
             self.core.clone(),
             req,

@@ -63,17 +63,17 @@ impl KeyRange {
         }
     }
 
+    /// An end at or before the start selects nothing (etcd returns an empty result).
+    pub fn is_empty(&self) -> bool {
+        matches!(self, KeyRange::Span(s, Some(e)) if e <= s)
+    }
+
     fn bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
         match self {
             KeyRange::Single(k) => (Bound::Included(k.as_slice()), Bound::Included(k.as_slice())),
             KeyRange::Span(s, None) => (Bound::Included(s.as_slice()), Bound::Unbounded),
             KeyRange::Span(s, Some(e)) => {
-                if e.as_slice() <= s.as_slice() {
-                    // An empty or inverted range: etcd returns nothing.
-                    (Bound::Excluded(s.as_slice()), Bound::Excluded(s.as_slice()))
-                } else {
-                    (Bound::Included(s.as_slice()), Bound::Excluded(e.as_slice()))
-                }
+                (Bound::Included(s.as_slice()), Bound::Excluded(e.as_slice()))
             }
         }
     }
@@ -146,6 +146,9 @@ impl Mvcc {
         rev: i64,
         mut f: impl FnMut(&'a Arc<KeyValue>) -> bool,
     ) {
+        if range.is_empty() {
+            return;
+        }
         for (_, versions) in self.keys.range::<[u8], _>(range.bounds()) {
             if let Some(kv) = visible_at(versions, rev) {
                 if !f(kv) {

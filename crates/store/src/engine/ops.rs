@@ -252,7 +252,9 @@ impl State {
 
     fn txn(&mut self, r: TxnRequest, path: &[bool]) -> TxnResponse {
         let mut path = path.iter().copied();
-        self.txn_at(r, &mut path)
+        let mut resp = self.txn_at(r, &mut path);
+        resp.header = header(self.mvcc.txn_read_rev());
+        resp
     }
 
     fn txn_at(&mut self, r: TxnRequest, path: &mut impl Iterator<Item = bool>) -> TxnResponse {
@@ -276,8 +278,9 @@ impl State {
                 response: Some(response),
             });
         }
+        // etcd leaves the header of nested txn responses empty; the caller fills the outer one.
         TxnResponse {
-            header: header(self.mvcc.txn_read_rev()),
+            header: None,
             succeeded,
             responses,
         }
@@ -513,7 +516,9 @@ pub(crate) fn read_only_txn(
 ) -> Result<TxnResponse, StoreError> {
     let path = txn_path(mvcc, r, view);
     let mut path = path.into_iter();
-    read_txn_at(mvcc, r, view, &mut path)
+    let mut resp = read_txn_at(mvcc, r, view, &mut path)?;
+    resp.header = header(view);
+    Ok(resp)
 }
 
 fn read_txn_at(
@@ -538,7 +543,7 @@ fn read_txn_at(
         });
     }
     Ok(TxnResponse {
-        header: header(view),
+        header: None,
         succeeded,
         responses,
     })

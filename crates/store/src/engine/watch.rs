@@ -115,15 +115,21 @@ impl Cursor {
             });
         };
         self.next = revs.last().map_or(durable + 1, |r| r.rev + 1);
-        let events: Vec<Event> = revs.iter().flat_map(|r| self.events(r)).collect();
+        let events: Vec<Event> = revs
+            .iter()
+            .flat_map(|r| self.events(r, compacted))
+            .collect();
         (!events.is_empty()).then(|| self.response(durable, events))
     }
 
-    fn events<'a>(&'a self, r: &'a RevChanges) -> impl Iterator<Item = Event> + 'a {
+    /// The matching events of one revision. The previous value of a change at the compaction
+    /// point is gone, as in etcd, so no `prev_kv` is sent for it.
+    fn events<'a>(&'a self, r: &'a RevChanges, compacted: i64) -> impl Iterator<Item = Event> + 'a {
+        let with_prev = self.prev_kv && r.rev > compacted;
         r.changes
             .iter()
             .filter(|c| self.range.contains(&c.kv.key))
-            .filter_map(|c| {
+            .filter_map(move |c| {
                 if (c.deleted && self.no_delete) || (!c.deleted && self.no_put) {
                     return None;
                 }
@@ -135,7 +141,7 @@ impl Cursor {
                 Some(Event {
                     r#type,
                     kv: Some((*c.kv).clone()),
-                    prev_kv: if self.prev_kv {
+                    prev_kv: if with_prev {
                         c.prev.as_deref().cloned()
                     } else {
                         None
