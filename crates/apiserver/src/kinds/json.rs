@@ -106,6 +106,17 @@ pub fn each_obj_mut(
     }
 }
 
+/// A copy of the object `v` without the top-level `keys` (non-objects are copied as they are).
+pub fn without(v: &Value, keys: &[&str]) -> Value {
+    let mut copy = v.clone();
+    if let Some(map) = copy.as_object_mut() {
+        keys.iter().for_each(|k| {
+            map.remove(*k);
+        });
+    }
+    copy
+}
+
 /// A string-to-string map (labels, selectors) as sorted `(key, value)` pairs; non-string values
 /// are skipped.
 pub fn string_map(v: &Value) -> Vec<(&str, &str)> {

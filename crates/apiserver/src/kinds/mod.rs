@@ -12,6 +12,7 @@ mod duration;
 mod format;
 mod json;
 mod table;
+mod validation;
 
 pub use duration::{human_duration, parse_rfc3339};
 
@@ -47,9 +48,10 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
     defaults::apply(group, kind, obj);
 }
 
-/// Validates a built-in object; `old` is the stored object on update. Empty means valid.
-pub fn validate(_group: &str, _kind: &str, _obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
-    Vec::new()
+/// Validates a built-in object (after `apply_defaults`); `old` is the stored object on update.
+/// Empty means valid.
+pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    validation::validate(group, kind, obj, old)
 }
 
 /// The Table columns kubectl shows for this kind against upstream (including `-o wide` ones).
