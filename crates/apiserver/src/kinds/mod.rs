@@ -9,6 +9,7 @@
 
 mod defaults;
 mod duration;
+mod fields;
 mod format;
 mod json;
 mod table;
@@ -67,11 +68,12 @@ pub fn table_row(group: &str, kind: &str, obj: &Value, now: i64) -> Vec<Value> {
 
 /// The (field path, value) pairs a field selector may match for this object, e.g. for pods
 /// `spec.nodeName`, `status.phase`; `metadata.name` and `metadata.namespace` for every kind.
-pub fn selectable_fields(_group: &str, _kind: &str, obj: &Value) -> Vec<(String, String)> {
-    let meta = &obj["metadata"];
-    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    vec![
-        ("metadata.name".into(), s(&meta["name"])),
-        ("metadata.namespace".into(), s(&meta["namespace"])),
-    ]
+pub fn selectable_fields(group: &str, kind: &str, obj: &Value) -> Vec<(String, String)> {
+    fields::selectable(group, kind, obj)
+}
+
+/// Whether a field selector may use `field` on this kind; the registry answers 400
+/// `field label not supported: <field>` when it may not.
+pub fn is_selectable(group: &str, kind: &str, field: &str) -> bool {
+    fields::is_selectable(group, kind, field)
 }

@@ -8,6 +8,7 @@
 mod cluster;
 mod core;
 mod pod;
+pub(crate) use pod::pod_ip;
 mod workloads;
 
 use super::duration::since;
