@@ -58,6 +58,12 @@ impl FromStr for Override {
     }
 }
 
+impl std::fmt::Display for Override {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.service.key(), self.port)
+    }
+}
+
 fn parse_port(service: Service, value: &str) -> Result<Port, PortMapError> {
     let out_of_range = || PortMapError::OutOfRange {
         key: service.key().to_string(),

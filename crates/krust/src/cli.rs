@@ -1,0 +1,172 @@
+//! The command line, as DESIGN.md promises it to users.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ports::{Override, Profile};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "krust",
+    version,
+    about = "A lightweight, secure Kubernetes distribution in one binary"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a control-plane node: datastore, API server and the node's components.
+    Server(ServerArgs),
+    /// Run the node agent only (kubelet, kube-proxy, networking) and join a server.
+    Agent(AgentArgs),
+    /// Show components, their ports, the authorization mode and nodes.
+    Status(StatusArgs),
+    /// Print the admin kubeconfig, with the server address set to this machine's primary address.
+    Config(DataDirArgs),
+    /// Run kubectl with the admin kubeconfig.
+    #[command(disable_help_flag = true)]
+    Kubectl {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// Arguments passed to kubectl unchanged.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print the services-and-ports table of this configuration and what is listening now.
+    Ports(PortsArgs),
+    /// Turn an authorization mode on for the running cluster.
+    Enable { feature: String },
+    /// Turn an authorization mode off for the running cluster.
+    Disable { feature: String },
+    /// Regenerate certificates (all leaves by default), or check their expiry.
+    RefreshCerts(RefreshCertsArgs),
+    /// Import or list container images.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+    /// Create a join token for a new node.
+    AddNode {
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Join this machine to a cluster with a token from `krust add-node`.
+    Join {
+        /// HOST:PORT/TOKEN, as printed by `krust add-node`.
+        target: String,
+        #[arg(long)]
+        worker: bool,
+    },
+    /// Remove a node from the cluster.
+    RemoveNode { name: String },
+    /// Print krust's version and the Kubernetes version it serves.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Import an OCI or docker-archive tarball.
+    Import { file: PathBuf },
+    /// List the images on this node.
+    Ls,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArgs {
+    /// Where krust keeps its certificates, credentials, datastore and settings.
+    #[arg(long, env = "KRUST_DATA_DIR", default_value = "/var/lib/krust")]
+    pub data_dir: PathBuf,
+}
+
+/// Options that decide the services-and-ports table.
+#[derive(Debug, Clone, Args)]
+pub struct LayoutArgs {
+    /// Port layout and defaults to reproduce: upstream (default), microk8s or canonical.
+    #[arg(long)]
+    pub profile: Option<Profile>,
+    /// Override one service's port: KEY=PORT (repeatable), KEY=off to turn a service off.
+    #[arg(long = "port", value_name = "KEY=PORT")]
+    pub ports: Vec<Override>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+    /// `embedded` (default) or etcd://HOST:PORT[,HOST:PORT...] for an existing etcd cluster.
+    #[arg(long, default_value = "embedded")]
+    pub datastore: String,
+    /// CA certificate that signed the etcd servers' certificates (with --datastore etcd://).
+    #[arg(long)]
+    pub datastore_cafile: Option<PathBuf>,
+    /// Client certificate for etcd (with --datastore etcd://).
+    #[arg(long)]
+    pub datastore_certfile: Option<PathBuf>,
+    /// Client key for etcd (with --datastore etcd://).
+    #[arg(long)]
+    pub datastore_keyfile: Option<PathBuf>,
+    /// Run the control plane only, without the node agent.
+    #[arg(long)]
+    pub disable_agent: bool,
+    /// Accept the legacy static password file (credentials/basic_auth.csv).
+    #[arg(long)]
+    pub basic_auth: bool,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[arg(long)]
+    pub server: String,
+    #[arg(long)]
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// Wait until the API server answers ready (up to --timeout).
+    #[arg(long)]
+    pub wait_ready: bool,
+    /// How long --wait-ready waits, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct PortsArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshCertsArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// Only this certificate: ca.crt, server.crt or front-proxy-client.crt.
+    #[arg(long)]
+    pub cert: Option<String>,
+    /// Print each certificate's subject, SANs and expiry; fail if one expires within 30 days.
+    #[arg(long)]
+    pub check: bool,
+}

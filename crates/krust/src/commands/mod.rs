@@ -1,0 +1,36 @@
+//! One module per subcommand.
+
+mod config;
+mod kubectl;
+mod not_yet;
+mod ports;
+mod refresh_certs;
+mod status;
+
+mod version;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::Command;
+
+pub fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Ports(args) => ports::run(args),
+        Command::Version => version::run(),
+        Command::Kubectl { data, args } => kubectl::run(&data.data_dir, &args),
+        Command::Server(args) => crate::server::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Config(args) => config::run(args),
+        Command::RefreshCerts(args) => refresh_certs::run(args),
+        Command::Agent(_) => not_yet::run("krust agent", "the node agent (kubelet)"),
+        Command::Enable { .. } | Command::Disable { .. } => {
+            not_yet::run("krust enable/disable", "RBAC authorization")
+        }
+        Command::Images { .. } => not_yet::run("krust images", "the containerd integration"),
+        Command::AddNode { .. } | Command::Join { .. } | Command::RemoveNode { .. } => {
+            not_yet::run("krust add-node/join/remove-node", "the cluster agent")
+        }
+    }
+}

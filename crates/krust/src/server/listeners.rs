@@ -1,0 +1,97 @@
+//! The network-facing components of a server, started together and stopped in reverse order:
+//! the API server stops accepting before the datastore endpoint closes.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use ports::Service;
+use store::Store;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::settings::Settings;
+
+/// One running component: its stop signal and its task.
+struct Component {
+    name: &'static str,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<()>>,
+}
+
+/// The components of a running server, in start order.
+pub struct Running(Vec<Component>);
+
+pub async fn start(settings: &Settings, data_dir: &Path, store: Arc<dyn Store>) -> Result<Running> {
+    let map = settings.port_map()?;
+    let paths = pki::Paths::new(data_dir);
+    let mut running = Running(Vec::new());
+    if settings.datastore == "embedded" {
+        if let Some(addr) = map.addr(Service::Datastore) {
+            let tls = store::server::TlsPems {
+                cert: read(&paths.datastore_crt)?,
+                key: read(&paths.datastore_key)?,
+                client_ca: read(&paths.datastore_ca_crt)?,
+            };
+            let store = store.clone();
+            running.spawn("datastore endpoint", move |stop| async move {
+                store::server::serve(store, addr, tls, stop).await?;
+                Ok(())
+            });
+        }
+    }
+    let config = crate::server::apiserver::config(settings, &map, &paths)?;
+    running.spawn("API server", move |stop| async move {
+        apiserver::run(config, store, stop).await?;
+        Ok(())
+    });
+    Ok(running)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+impl Running {
+    fn spawn<F, Fut>(&mut self, name: &'static str, run: F)
+    where
+        F: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let (stop, mut stopped) = watch::channel(false);
+        let signal = Box::pin(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        });
+        let task = tokio::spawn(run(signal));
+        self.0.push(Component { name, stop, task });
+    }
+
+    /// Resolves when a component ends on its own, which is always a failure while running.
+    /// The component that ended is removed, so that `stop` does not wait for it again.
+    pub async fn failed(&mut self) -> anyhow::Error {
+        if self.0.is_empty() {
+            return std::future::pending().await;
+        }
+        let tasks = self.0.iter_mut().map(|c| &mut c.task);
+        let (outcome, index, _) = futures::future::select_all(tasks).await;
+        let name = self.0.remove(index).name;
+        match outcome {
+            Ok(Ok(())) => anyhow!("the {name} stopped unexpectedly"),
+            Ok(Err(e)) => e.context(format!("the {name} failed")),
+            Err(e) => anyhow!("the {name} crashed: {e}"),
+        }
+    }
+
+    /// Stops the components newest first, each fully before the next.
+    pub async fn stop(self) {
+        for c in self.0.into_iter().rev() {
+            let _ = c.stop.send(true);
+            match c.task.await {
+                Ok(Err(e)) => tracing::warn!("the {} stopped with an error: {e:#}", c.name),
+                Err(e) => tracing::warn!("the {} crashed while stopping: {e}", c.name),
+                Ok(Ok(())) => tracing::info!("the {} stopped", c.name),
+            }
+        }
+    }
+}

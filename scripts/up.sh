@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Starts `krust server` in the background for `make up` and waits until it answers ready.
+set -euo pipefail
+krust=$1 data_dir=$2 log=$3 pid=$4
+
+if [ -f "$pid" ] && kill -0 "$(cat "$pid")" 2>/dev/null; then
+  echo "krust is already running (pid $(cat "$pid")); \`make down\` stops it."
+else
+  mkdir -p "$data_dir"
+  install -m 0755 "$krust" /usr/local/bin/krust
+  nohup /usr/local/bin/krust server --data-dir "$data_dir" >>"$log" 2>&1 &
+  echo $! >"$pid"
+  echo "krust server started (pid $!), logging to $log"
+fi
+
+if ! /usr/local/bin/krust status --data-dir "$data_dir" --wait-ready; then
+  echo "krust did not become ready; the last lines of $log:" >&2
+  tail -n 20 "$log" >&2
+  exit 1
+fi
+cat <<MSG
+
+krust is running. Try:
+  krust kubectl get nodes,namespaces
+  export KUBECONFIG=$data_dir/credentials/client.config; kubectl get all -A
+  krust ports          # services, ports and what is listening
+  make down            # stop it
+MSG
