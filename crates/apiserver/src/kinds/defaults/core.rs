@@ -102,9 +102,24 @@ fn obj_mut_in<'a>(
     map.entry(key).or_insert_with(|| json!({})).as_object_mut()
 }
 
+/// A Secret: type Opaque, and `stringData` folded into `data` (base64), which upstream does when
+/// decoding so that only `data` is ever stored.
 pub(super) fn secret(obj: &mut Value) {
-    if let Some(o) = obj.as_object_mut() {
-        set_default_str(o, "type", "Opaque");
+    use base64::Engine;
+    let Some(o) = obj.as_object_mut() else {
+        return;
+    };
+    set_default_str(o, "type", "Opaque");
+    if let Some(Value::Object(plain)) = o.remove("stringData") {
+        if let Some(data) = obj_mut_in(o, "data") {
+            for (k, v) in plain {
+                let text = v.as_str().unwrap_or_default();
+                data.insert(
+                    k,
+                    json!(base64::engine::general_purpose::STANDARD.encode(text)),
+                );
+            }
+        }
     }
 }
 
@@ -234,9 +249,13 @@ mod tests {
             json!({"metadata": {"name": "dev", "labels": {"kubernetes.io/metadata.name": "dev"}},
             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
         );
-        let mut s = json!({"data": {}});
+        let mut s =
+            json!({"data": {"a": "MQ==", "b": "Mg=="}, "stringData": {"b": "two", "c": "3"}});
         secret(&mut s);
-        assert_eq!(s["type"], "Opaque");
+        assert_eq!(
+            s,
+            json!({"type": "Opaque", "data": {"a": "MQ==", "b": "dHdv", "c": "Mw=="}})
+        );
         let mut pv = json!({"spec": {"hostPath": {"path": "/x"}}});
         persistent_volume(&mut pv);
         assert_eq!(

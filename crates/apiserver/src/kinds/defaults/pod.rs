@@ -41,6 +41,7 @@ pub(super) fn pod(obj: &mut Value) {
         set_default(spec, "priority", json!(0));
     }
     set_default_str(spec, "preemptionPolicy", "PreemptLowerPriority");
+    let qos = qos_class(spec);
     let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
     for key in ["initContainers", "containers"] {
         each_obj_mut(spec, key, |c| {
@@ -55,6 +56,47 @@ pub(super) fn pod(obj: &mut Value) {
             }
         });
     }
+    if let Some(status) = obj_mut(obj, "status") {
+        set_default_str(status, "qosClass", qos);
+    }
+}
+
+/// Upstream's `GetPodQOS` over cpu and memory, comparing each container's request with its
+/// limit (upstream compares pod-wide sums; the same for well-formed pods).
+fn qos_class(spec: &Map<String, Value>) -> &'static str {
+    let containers = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+        .flatten();
+    let positive = |c: &Value, kind: &str, res: &str| {
+        let q = c
+            .pointer(&format!("/resources/{kind}/{res}"))
+            .and_then(Value::as_str);
+        q.filter(|q| !is_zero_quantity(q)).map(str::to_string)
+    };
+    let (mut any, mut guaranteed) = (false, true);
+    for c in containers {
+        for res in ["cpu", "memory"] {
+            let (request, limit) = (positive(c, "requests", res), positive(c, "limits", res));
+            any |= request.is_some() || limit.is_some();
+            guaranteed &=
+                limit.is_some() && request.as_ref().is_none_or(|r| Some(r) == limit.as_ref());
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+/// "0", "0m", "0.0Gi"...: a quantity whose number is zero.
+fn is_zero_quantity(q: &str) -> bool {
+    let number: String = q
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    number.parse::<f64>().is_ok_and(|n| n == 0.0)
 }
 
 /// A container without requests gets its limits as requests.
@@ -197,8 +239,29 @@ mod tests {
             "volumes": [{"name": "scratch", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "c", "defaultMode": 420}}],
             "dnsPolicy": "ClusterFirst", "restartPolicy": "Always", "securityContext": {},
             "terminationGracePeriodSeconds": 30, "schedulerName": "default-scheduler",
-            "enableServiceLinks": true, "priority": 0, "preemptionPolicy": "PreemptLowerPriority"}})
+            "enableServiceLinks": true, "priority": 0, "preemptionPolicy": "PreemptLowerPriority"},
+            "status": {"qosClass": "Burstable"}})
         );
+    }
+
+    #[test]
+    fn qos_classes() {
+        let class = |resources: Value| {
+            let mut p = json!({"spec": {"containers": [{"name": "a", "resources": resources}]}});
+            pod(&mut p);
+            p["status"]["qosClass"].clone()
+        };
+        assert_eq!(class(json!({})), "BestEffort");
+        assert_eq!(class(json!({"requests": {"cpu": "0"}})), "BestEffort");
+        assert_eq!(
+            class(json!({"limits": {"cpu": "1", "memory": "1Gi"}})),
+            "Guaranteed"
+        );
+        assert_eq!(
+            class(json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}})),
+            "Burstable"
+        );
+        assert_eq!(class(json!({"requests": {"memory": "1Gi"}})), "Burstable");
     }
 
     #[test]

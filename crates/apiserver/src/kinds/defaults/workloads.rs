@@ -2,7 +2,7 @@
 
 use super::core::pvc;
 use super::pod::template;
-use crate::kinds::json::{obj_mut, set_default, set_default_str};
+use crate::kinds::json::{at, obj_mut, set_default, set_default_str, str_at};
 use serde_json::{json, Map, Value};
 
 /// Defaults of the pod template at `spec.template`, if there is one.
@@ -96,7 +96,34 @@ pub(super) fn stateful_set(obj: &mut Value) {
     spec_template(obj);
 }
 
+/// Upstream's job strategy generates the selector on create (unless `manualSelector`): the pod
+/// template is labelled with the job's name and uid, and the selector picks the uid. The registry
+/// assigns the uid before defaulting, so this runs here; without a uid it does nothing.
+fn generate_job_selector(obj: &mut Value) {
+    let name = str_at(obj, "metadata.name").to_string();
+    let uid = str_at(obj, "metadata.uid").to_string();
+    if uid.is_empty() || at(obj, "spec.manualSelector").as_bool() == Some(true) {
+        return;
+    }
+    if let Some(labels) = obj_mut(obj, "spec.template.metadata.labels") {
+        for (key, value) in [
+            ("job-name", &name),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("batch.kubernetes.io/controller-uid", &uid),
+        ] {
+            labels.entry(key).or_insert_with(|| json!(value));
+        }
+    }
+    if let Some(match_labels) = obj_mut(obj, "spec.selector.matchLabels") {
+        match_labels
+            .entry("batch.kubernetes.io/controller-uid")
+            .or_insert_with(|| json!(uid));
+    }
+}
+
 pub(super) fn job(obj: &mut Value) {
+    generate_job_selector(obj);
     let Some(spec) = obj_mut(obj, "spec") else {
         return;
     };
@@ -255,6 +282,20 @@ mod tests {
             ]
         );
         assert_eq!(j["metadata"]["labels"], json!({"app": "w"}));
+        assert!(j["spec"].get("selector").is_none());
+        let mut created =
+            json!({"metadata": {"name": "pi", "uid": "u-1"}, "spec": {"template": {"spec": {}}}});
+        job(&mut created);
+        assert_eq!(
+            created["spec"]["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}})
+        );
+        let labels = json!({"job-name": "pi", "batch.kubernetes.io/job-name": "pi", "controller-uid": "u-1", "batch.kubernetes.io/controller-uid": "u-1"});
+        assert_eq!(created["spec"]["template"]["metadata"]["labels"], labels);
+        assert_eq!(created["metadata"]["labels"], labels);
+        let mut manual = json!({"metadata": {"uid": "u"}, "spec": {"manualSelector": true}});
+        job(&mut manual);
+        assert!(manual["spec"].get("selector").is_none());
         let mut p = json!({"spec": {"parallelism": 3, "backoffLimitPerIndex": 1, "podFailurePolicy": {"rules": []}}});
         job(&mut p);
         assert!(p["spec"].get("completions").is_none());
