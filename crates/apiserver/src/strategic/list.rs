@@ -1,0 +1,267 @@
+//! Merging lists whose patch strategy is `merge` (upstream's `mergeSlice`): lists of maps merge
+//! element-wise by the merge key, honouring `$patch: delete | replace` elements; lists of
+//! primitives are unioned, and `$deleteFromPrimitiveList/<field>` removes values from them.
+
+use serde_json::{Map, Value};
+
+use super::directives::{Directive, PATCH};
+use super::error::{Result, StrategicPatchError};
+use super::map::merge_map;
+use super::order::{self, Identity};
+use super::schema::{Field, Node};
+use super::value::{merge_key_value, render_list, same};
+
+/// What a list holds; upstream requires one element type per list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Maps,
+    Primitives,
+}
+
+/// Merges a patch list into an original list of a field with strategy `merge`.
+pub(crate) fn merge_list(
+    original: Vec<Value>,
+    patch: Vec<Value>,
+    field: &Field,
+) -> Result<Vec<Value>> {
+    if original.is_empty() && patch.is_empty() {
+        return Ok(original);
+    }
+    match element_kind(&original, &patch)? {
+        Kind::Maps => merge_maps_by_key(original, patch, field),
+        Kind::Primitives => union_primitives(original, patch),
+    }
+}
+
+/// The common element type of both lists; lists of lists and mixed lists are errors.
+fn element_kind(original: &[Value], patch: &[Value]) -> Result<Kind> {
+    let mut seen: Option<std::mem::Discriminant<Value>> = None;
+    for item in original.iter().chain(patch) {
+        if item.is_array() {
+            return Err(StrategicPatchError::ListOfLists);
+        }
+        let d = std::mem::discriminant(item);
+        if seen.is_some_and(|s| s != d) {
+            return Err(StrategicPatchError::MixedListTypes(format!(
+                "{} and {}",
+                render_list(original),
+                render_list(patch)
+            )));
+        }
+        seen = Some(d);
+    }
+    Ok(if original.iter().chain(patch).any(Value::is_object) {
+        Kind::Maps
+    } else {
+        Kind::Primitives
+    })
+}
+
+/// Union of two primitive lists, keeping the patch's values in patch order among the original's.
+fn union_primitives(original: Vec<Value>, patch: Vec<Value>) -> Result<Vec<Value>> {
+    let mut merged: Vec<Value> = Vec::with_capacity(original.len() + patch.len());
+    for item in original.iter().chain(&patch) {
+        if !merged.iter().any(|m| same(m, item)) {
+            merged.push(item.clone());
+        }
+    }
+    order::normalize(merged, Identity::Value, &patch, &original)
+}
+
+fn merge_maps_by_key(original: Vec<Value>, patch: Vec<Value>, field: &Field) -> Result<Vec<Value>> {
+    let key = field
+        .merge_key
+        .ok_or_else(|| StrategicPatchError::NoMergeKeyDeclared(field.name.to_string()))?;
+    let (original, patch) = apply_element_directives(original, patch, key)?;
+    let identity = Identity::MergeKey(key);
+    let server_order = identity.of_all(&original)?;
+    let patch_order = identity.of_all(&patch)?;
+    let merged = merge_by_key(original, patch, key, field.node)?;
+    order::normalize(merged, identity, &patch_order, &server_order)
+}
+
+/// Applies `$patch` elements: `delete` removes every original element with that merge-key value,
+/// `replace` discards the original list. Returns the original and the plain patch elements.
+fn apply_element_directives(
+    mut original: Vec<Value>,
+    patch: Vec<Value>,
+    key: &str,
+) -> Result<(Vec<Value>, Vec<Value>)> {
+    let mut plain = Vec::with_capacity(patch.len());
+    let mut replace = false;
+    for element in patch {
+        match Directive::of_element(&element)? {
+            None => plain.push(element),
+            Some(Directive::Delete) => {
+                let doomed = merge_key_value(&element, key)?;
+                original.retain(|o| !o.get(key).is_some_and(|v| same(v, doomed)));
+            }
+            Some(Directive::Replace) => replace = true,
+            Some(Directive::Merge) => return Err(StrategicPatchError::MergeDirectiveInList),
+        }
+    }
+    // After `replace` the plain elements are the whole list; merging them into an empty list keeps
+    // their order and strips nulls like any new value.
+    Ok(if replace {
+        (Vec::new(), plain)
+    } else {
+        (original, plain)
+    })
+}
+
+/// Merges each patch element into the original element with the same merge-key value, or appends
+/// it.
+fn merge_by_key(
+    mut original: Vec<Value>,
+    patch: Vec<Value>,
+    key: &str,
+    node: Node,
+) -> Result<Vec<Value>> {
+    for element in patch {
+        let wanted = merge_key_value(&element, key)?.clone();
+        let Value::Object(element) = element else {
+            continue;
+        };
+        let found = original
+            .iter()
+            .position(|o| o.get(key).is_some_and(|v| same(v, &wanted)));
+        match found {
+            Some(i) => {
+                let Value::Object(current) = original[i].take() else {
+                    continue;
+                };
+                original[i] = Value::Object(merge_map(current, element, node)?);
+            }
+            None => original.push(Value::Object(merge_map(Map::new(), element, node)?)),
+        }
+    }
+    Ok(original)
+}
+
+/// `$deleteFromPrimitiveList/<field>: [values]` removes those values from a primitive list.
+///
+/// Upstream adds the values when the list is absent (a known quirk); deleting from nothing is a
+/// no-op here.
+pub(crate) fn delete_from_primitive_list(
+    original: &mut Map<String, Value>,
+    field: &str,
+    values: Value,
+) -> Result<()> {
+    let Value::Array(doomed) = values else {
+        return Err(StrategicPatchError::BadPrimitiveListFormat);
+    };
+    if doomed.iter().any(|v| v.is_object() || v.is_array()) {
+        return Err(StrategicPatchError::BadPrimitiveListFormat);
+    }
+    if let Some(Value::Array(items)) = original.get_mut(field) {
+        items.retain(|item| !doomed.iter().any(|d| same(d, item)));
+    }
+    Ok(())
+}
+
+/// Whether a list element is a `$patch` directive rather than content.
+pub(crate) fn is_directive(element: &Value) -> bool {
+    element.as_object().is_some_and(|m| m.contains_key(PATCH))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn merging_list(key: Option<&'static str>) -> Field<'static> {
+        let mut field = Node::untyped().field("mergingList");
+        field.strategy.merge = true;
+        field.merge_key = key;
+        field
+    }
+
+    fn merge(original: Value, patch: Value) -> Result<Value> {
+        let (Value::Array(o), Value::Array(p)) = (original, patch) else {
+            panic!("lists")
+        };
+        merge_list(o, p, &merging_list(Some("name"))).map(Value::Array)
+    }
+
+    #[test]
+    fn primitives_are_unioned() {
+        let got = merge(json!([1, 2]), json!([2, 3]));
+        assert_eq!(got, Ok(json!([1, 2, 3])));
+    }
+
+    #[test]
+    fn new_elements_go_before_server_only_ones_without_set_element_order() {
+        let got = merge(
+            json!([{"name": 1}, {"name": 2, "value": 2}]),
+            json!([{"name": 3, "value": 3}]),
+        );
+        assert_eq!(
+            got,
+            Ok(json!([{"name": 3, "value": 3}, {"name": 1}, {"name": 2, "value": 2}]))
+        );
+    }
+
+    #[test]
+    fn delete_removes_all_duplicates() {
+        let original =
+            json!([{"name": 1}, {"name": 1}, {"name": 2, "value": "a"}, {"name": 3}, {"name": 3}]);
+        let got = merge(
+            original,
+            json!([{"name": 1, "$patch": "delete"}, {"name": 3, "$patch": "delete"}]),
+        );
+        assert_eq!(got, Ok(json!([{"name": 2, "value": "a"}])));
+    }
+
+    #[test]
+    fn replace_discards_the_original() {
+        let got = merge(
+            json!([{"name": 1}, {"name": 2}]),
+            json!([{"$patch": "replace"}]),
+        );
+        assert_eq!(got, Ok(json!([])));
+        let got = merge(
+            json!([{"name": 1}]),
+            json!([{"name": 2, "v": null}, {"$patch": "replace"}]),
+        );
+        assert_eq!(got, Ok(json!([{"name": 2}])));
+    }
+
+    #[test]
+    fn malformed_lists_are_errors() {
+        let err = merge(json!([{"name": 1}]), json!([{"$patch": "delete"}])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"map: {"$patch":"delete"} does not contain declared merge key: name"#
+        );
+        assert_eq!(
+            merge(json!([[1]]), json!([])),
+            Err(StrategicPatchError::ListOfLists)
+        );
+        assert!(matches!(
+            merge(json!([1]), json!(["a"])),
+            Err(StrategicPatchError::MixedListTypes(_))
+        ));
+        assert_eq!(
+            merge(json!([]), json!([{"name": 1, "$patch": "merge"}])),
+            Err(StrategicPatchError::MergeDirectiveInList)
+        );
+        let field = merging_list(None);
+        let err = merge_list(vec![json!({"a": 1})], vec![json!({"a": 2})], &field).unwrap_err();
+        assert_eq!(
+            err,
+            StrategicPatchError::NoMergeKeyDeclared("mergingList".into())
+        );
+    }
+
+    #[test]
+    fn deletes_from_primitive_lists() {
+        let mut original = json!({"finalizers": ["a", "b", "c"]});
+        let map = original.as_object_mut().unwrap();
+        delete_from_primitive_list(map, "finalizers", json!(["b"])).unwrap();
+        delete_from_primitive_list(map, "absent", json!(["b"])).unwrap();
+        assert_eq!(original, json!({"finalizers": ["a", "c"]}));
+        let mut map = Map::new();
+        let err = delete_from_primitive_list(&mut map, "x", json!("b"));
+        assert_eq!(err, Err(StrategicPatchError::BadPrimitiveListFormat));
+    }
+}

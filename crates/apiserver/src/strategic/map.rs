@@ -1,0 +1,177 @@
+//! Merging a patch map into an original map (upstream's `mergeMap`): `$patch` on the map itself,
+//! `$retainKeys`, `$setElementOrder`, `$deleteFromPrimitiveList`, `null` deleting a field, and
+//! recursion into nested maps and lists by the field's patch strategy.
+
+use serde_json::{Map, Value};
+
+use super::directives::{self, Directive, DELETE_FROM_PRIMITIVE_LIST, PATCH};
+use super::error::{Result, StrategicPatchError};
+use super::list;
+use super::order;
+use super::schema::{Field, Node};
+use super::value::render_map;
+
+/// Merges `patch` into `original`, both objects of type `node`.
+pub(crate) fn merge_map(
+    mut original: Map<String, Value>,
+    mut patch: Map<String, Value>,
+    node: Node,
+) -> Result<Map<String, Value>> {
+    if let Some(directive) = patch.remove(PATCH) {
+        return map_directive(&directive, patch, node);
+    }
+    directives::apply_retain_keys(&mut original, &mut patch)?;
+    order::apply_set_element_order(&mut original, &mut patch, node)?;
+    for (key, value) in patch {
+        match directives::directive_target(&key, DELETE_FROM_PRIMITIVE_LIST)? {
+            Some(field) => list::delete_from_primitive_list(&mut original, field, value)?,
+            None => merge_field(&mut original, &key, value, node)?,
+        }
+    }
+    Ok(original)
+}
+
+/// `$patch` on a map: `replace` makes the patch (minus the directive) the whole value, `delete`
+/// empties it. Upstream rejects `merge` here too; it only means something for whole lists.
+fn map_directive(
+    directive: &Value,
+    patch: Map<String, Value>,
+    node: Node,
+) -> Result<Map<String, Value>> {
+    match Directive::parse(directive, &patch)? {
+        Directive::Replace => merge_map(Map::new(), patch, node),
+        Directive::Delete => Ok(Map::new()),
+        Directive::Merge => Err(StrategicPatchError::BadPatchType {
+            directive: "merge".to_string(),
+            map: render_map(&patch),
+        }),
+    }
+}
+
+fn merge_field(
+    original: &mut Map<String, Value>,
+    key: &str,
+    value: Value,
+    node: Node,
+) -> Result<()> {
+    if value.is_null() {
+        original.remove(key);
+        return Ok(());
+    }
+    let field = node.field(key);
+    match original.get_mut(key) {
+        Some(slot) => {
+            let current = slot.take();
+            *slot = merge_value(current, value, &field)?;
+        }
+        None => {
+            original.insert(key.to_string(), fresh(value, &field)?);
+        }
+    }
+    Ok(())
+}
+
+/// Merges a field's patch value into its current value: maps recurse unless the field's strategy
+/// is `replace`, lists merge only with strategy `merge`, anything else is replaced.
+fn merge_value(current: Value, patch: Value, field: &Field) -> Result<Value> {
+    match (current, patch) {
+        (Value::Object(o), Value::Object(p)) if !field.strategy.replace => {
+            Ok(Value::Object(merge_map(o, p, field.node)?))
+        }
+        (Value::Array(o), Value::Array(p)) if field.strategy.merge => {
+            Ok(Value::Array(list::merge_list(o, p, field)?))
+        }
+        (_, patch) => fresh(patch, field),
+    }
+}
+
+/// A patch value that lands where the original has nothing (or something of another type).
+///
+/// Upstream copies such values verbatim and lets decoding into Go structs drop the leftover
+/// directives and nulls. krust stores JSON, so the value is merged into an empty one instead:
+/// the same object results, without `$patch` markers or nulls in storage.
+pub(crate) fn fresh(value: Value, field: &Field) -> Result<Value> {
+    match value {
+        Value::Object(p) => Ok(Value::Object(merge_map(Map::new(), p, field.node)?)),
+        Value::Array(items) if field.strategy.merge && items.iter().any(Value::is_object) => {
+            Ok(Value::Array(list::merge_list(Vec::new(), items, field)?))
+        }
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| fresh_item(item, field.node))
+            .collect(),
+        other => Ok(other),
+    }
+}
+
+/// An element of a list that replaces the original one.
+fn fresh_item(item: Value, node: Node) -> Result<Value> {
+    match item {
+        Value::Object(p) => Ok(Value::Object(merge_map(Map::new(), p, node)?)),
+        other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn merge(original: Value, patch: Value) -> Result<Value> {
+        let (Value::Object(o), Value::Object(p)) = (original, patch) else {
+            panic!("objects")
+        };
+        merge_map(o, p, Node::untyped()).map(Value::Object)
+    }
+
+    #[test]
+    fn null_deletes_and_maps_recurse() {
+        let got = merge(
+            json!({"a": 1, "m": {"x": 1, "y": 2}}),
+            json!({"a": null, "m": {"y": null, "z": 3}}),
+        );
+        assert_eq!(got, Ok(json!({"m": {"x": 1, "z": 3}})));
+    }
+
+    #[test]
+    fn replace_and_delete_directives_on_maps() {
+        let original = json!({"m": {"x": 1, "y": 2}});
+        assert_eq!(
+            merge(original.clone(), json!({"m": {"$patch": "delete"}})),
+            Ok(json!({"m": {}}))
+        );
+        let got = merge(
+            original.clone(),
+            json!({"m": {"$patch": "replace", "z": 1}}),
+        );
+        assert_eq!(got, Ok(json!({"m": {"z": 1}})));
+        assert_eq!(merge(original, json!({"$patch": "replace"})), Ok(json!({})));
+    }
+
+    #[test]
+    fn merge_directive_on_a_map_is_rejected() {
+        let err = merge(json!({}), json!({"m": {"$patch": "merge"}})).unwrap_err();
+        assert!(
+            err.to_string().starts_with("unknown patch type: merge"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn new_values_drop_nulls_and_markers() {
+        let got = merge(
+            json!({}),
+            json!({"m": {"a": null, "b": {"$patch": "replace", "c": 1}}}),
+        );
+        assert_eq!(got, Ok(json!({"m": {"b": {"c": 1}}})));
+    }
+
+    #[test]
+    fn untyped_lists_and_type_changes_are_replaced() {
+        let got = merge(
+            json!({"l": [1, 2], "s": "x"}),
+            json!({"l": [3], "s": {"k": 1}}),
+        );
+        assert_eq!(got, Ok(json!({"l": [3], "s": {"k": 1}})));
+    }
+}

@@ -1,0 +1,203 @@
+//! Element order of merged lists (upstream's "preserve order in strategic merge patch").
+//!
+//! Patch elements come in patch order (or `$setElementOrder/<field>` order, which kubectl sends
+//! with every changed merge list), and elements only the server has keep their relative order,
+//! interleaved by their position in the live list. Without `$setElementOrder`, elements new to
+//! the list land before the server-only elements that follow them, exactly as upstream does.
+
+use serde_json::{Map, Value};
+
+use super::directives::{self, SET_ELEMENT_ORDER};
+use super::error::{Result, StrategicPatchError};
+use super::list::{is_directive, merge_list};
+use super::map::fresh;
+use super::schema::{Field, Node};
+use super::value::{expect_list, expect_map, merge_key_value, position, render_list, same};
+
+/// How list elements are identified: by merge-key value (lists of maps) or by value.
+#[derive(Clone, Copy)]
+pub(crate) enum Identity<'a> {
+    MergeKey(&'a str),
+    Value,
+}
+
+impl Identity<'_> {
+    pub(crate) fn of(self, item: &Value) -> Result<Value> {
+        match self {
+            Identity::MergeKey(key) => merge_key_value(item, key).cloned(),
+            Identity::Value => Ok(item.clone()),
+        }
+    }
+
+    pub(crate) fn of_all(self, items: &[Value]) -> Result<Vec<Value>> {
+        items.iter().map(|i| self.of(i)).collect()
+    }
+
+    fn equal(self, a: &Value, b: &Value) -> Result<bool> {
+        Ok(same(&self.of(a)?, &self.of(b)?))
+    }
+}
+
+/// Orders `merged`: elements named in `patch_order` in that order, the others in `server_order`
+/// order, interleaved by their positions in `server_order`.
+pub(crate) fn normalize(
+    merged: Vec<Value>,
+    identity: Identity,
+    patch_order: &[Value],
+    server_order: &[Value],
+) -> Result<Vec<Value>> {
+    let mut from_patch = Vec::new();
+    let mut server_only = Vec::new();
+    for item in merged {
+        let id = identity.of(&item)?;
+        let bucket = if position(patch_order, &id).is_some() {
+            &mut from_patch
+        } else {
+            &mut server_only
+        };
+        bucket.push((id, item));
+    }
+    sort_by_position(&mut from_patch, patch_order);
+    sort_by_position(&mut server_only, server_order);
+    Ok(interleave(server_only, from_patch, server_order))
+}
+
+/// Stable sort by position in `order`; unknown elements go last.
+fn sort_by_position(items: &mut [(Value, Value)], order: &[Value]) {
+    items.sort_by_key(|(id, _)| position(order, id).unwrap_or(usize::MAX));
+}
+
+/// Upstream's `mergeSortedSlice`: a server-only element goes first only when both it and the next
+/// patch element are in the live list and it was in front there.
+fn interleave(
+    server_only: Vec<(Value, Value)>,
+    from_patch: Vec<(Value, Value)>,
+    server_order: &[Value],
+) -> Vec<Value> {
+    let mut out = Vec::with_capacity(server_only.len() + from_patch.len());
+    let mut left = server_only.into_iter().peekable();
+    let mut right = from_patch.into_iter().peekable();
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some((l, _)), Some((r, _))) => matches!(
+                (position(server_order, l), position(server_order, r)),
+                (Some(li), Some(ri)) if li < ri
+            ),
+        };
+        let next = if take_left { left.next() } else { right.next() };
+        out.extend(next.map(|(_, item)| item));
+    }
+    out
+}
+
+/// Processes every `$setElementOrder/<field>` of `patch`: merges that field's patch list into the
+/// original list and orders the result as the directive says. Both entries leave `patch`.
+pub(crate) fn apply_set_element_order(
+    original: &mut Map<String, Value>,
+    patch: &mut Map<String, Value>,
+    node: Node,
+) -> Result<()> {
+    let keys: Vec<String> = patch
+        .keys()
+        .filter(|k| k.starts_with(SET_ELEMENT_ORDER))
+        .cloned()
+        .collect();
+    for key in keys {
+        let order = expect_list(patch.remove(&key).unwrap_or_default())?;
+        let Some(name) = directives::directive_target(&key, SET_ELEMENT_ORDER)? else {
+            continue;
+        };
+        let field = node.field(name);
+        let current = original.remove(name).map(expect_list).transpose()?;
+        let patch_list = patch.remove(name).map(expect_list).transpose()?;
+        if let Some(ordered) = ordered_list(current, patch_list, &order, &field)? {
+            original.insert(name.to_string(), Value::Array(ordered));
+        }
+    }
+    Ok(())
+}
+
+fn ordered_list(
+    current: Option<Vec<Value>>,
+    patch: Option<Vec<Value>>,
+    order: &[Value],
+    field: &Field,
+) -> Result<Option<Vec<Value>>> {
+    let identity = field.merge_key.map_or(Identity::Value, Identity::MergeKey);
+    validate_order(patch.as_deref().unwrap_or_default(), order, identity)?;
+    let server_order = identity.of_all(current.as_deref().unwrap_or_default())?;
+    let merged = match (current, patch) {
+        (None, None) => return Ok(None),
+        (Some(current), None) => current,
+        (Some(current), Some(patch)) if field.strategy.merge => merge_list(current, patch, field)?,
+        (_, Some(patch)) => expect_list(fresh(Value::Array(patch), field)?)?,
+    };
+    let patch_order = identity.of_all(order)?;
+    normalize(merged, identity, &patch_order, &server_order).map(Some)
+}
+
+/// The patch list's elements (deletions and directives aside) must appear in the
+/// `$setElementOrder` list, in the same relative order.
+fn validate_order(patch: &[Value], order: &[Value], identity: Identity) -> Result<()> {
+    if patch.is_empty() || order.is_empty() {
+        return Ok(());
+    }
+    if let Identity::MergeKey(_) = identity {
+        for item in patch {
+            expect_map(item)?;
+        }
+    }
+    let content: Vec<&Value> = patch.iter().filter(|i| !is_directive(i)).collect();
+    let mut next = 0;
+    for wanted in order {
+        if next < content.len() && identity.equal(content[next], wanted)? {
+            next += 1;
+        }
+    }
+    if next < content.len() {
+        return Err(StrategicPatchError::OrderMismatch {
+            patch: render_list(patch),
+            order: render_list(order),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn names(items: &[Value]) -> Vec<Value> {
+        items.iter().map(|i| i["name"].clone()).collect()
+    }
+
+    #[test]
+    fn set_element_order_wins_and_server_only_items_interleave() {
+        let merged: Vec<Value> = [1, 2, 3, 4].iter().map(|n| json!({"name": n})).collect();
+        let got = normalize(
+            merged,
+            Identity::MergeKey("name"),
+            &[json!(3), json!(1)],
+            &[json!(1), json!(2), json!(4)],
+        )
+        .unwrap();
+        assert_eq!(names(&got), vec![json!(3), json!(1), json!(2), json!(4)]);
+    }
+
+    #[test]
+    fn mismatched_order_is_rejected() {
+        let patch = [json!({"name": "b"}), json!({"name": "a"})];
+        let order = [json!({"name": "a"}), json!({"name": "b"})];
+        let err = validate_order(&patch, &order, Identity::MergeKey("name")).unwrap_err();
+        assert!(matches!(err, StrategicPatchError::OrderMismatch { .. }));
+        let patch = [
+            json!({"name": "a", "$patch": "delete"}),
+            json!({"name": "b"}),
+        ];
+        assert!(validate_order(&patch, &order, Identity::MergeKey("name")).is_ok());
+    }
+}
