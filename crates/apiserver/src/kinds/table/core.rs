@@ -255,17 +255,17 @@ pub(super) const EVENT: &[Column] = &[
 ];
 
 /// Where an Event keeps each field: core/v1 and events.k8s.io/v1 name them differently.
-pub(crate) struct EventKeys {
-    pub first: &'static str,
-    pub last: &'static str,
-    pub count: &'static str,
-    pub object: &'static str,
-    pub source: &'static str,
-    pub message: &'static str,
-    pub controller: &'static str,
+struct EventKeys {
+    first: &'static str,
+    last: &'static str,
+    count: &'static str,
+    object: &'static str,
+    source: &'static str,
+    message: &'static str,
+    controller: &'static str,
 }
 
-pub(crate) const CORE_EVENT: EventKeys = EventKeys {
+const CORE_EVENT: EventKeys = EventKeys {
     first: "firstTimestamp",
     last: "lastTimestamp",
     count: "count",
@@ -275,7 +275,7 @@ pub(crate) const CORE_EVENT: EventKeys = EventKeys {
     controller: "reportingComponent",
 };
 
-pub(crate) const EVENTS_V1_EVENT: EventKeys = EventKeys {
+const EVENTS_V1_EVENT: EventKeys = EventKeys {
     first: "deprecatedFirstTimestamp",
     last: "deprecatedLastTimestamp",
     count: "deprecatedCount",
@@ -285,17 +285,17 @@ pub(crate) const EVENTS_V1_EVENT: EventKeys = EventKeys {
     controller: "reportingController",
 };
 
-/// The keys of an Event in `o`'s API group.
-pub(crate) fn event_keys(o: &Value) -> &'static EventKeys {
-    if str_at(o, "apiVersion").starts_with("events.k8s.io/") {
-        &EVENTS_V1_EVENT
-    } else {
-        &CORE_EVENT
-    }
+/// A core/v1 Event's row.
+pub(super) fn event(o: &Value, now: i64) -> Vec<Value> {
+    event_row(o, now, &CORE_EVENT)
 }
 
-pub(super) fn event(o: &Value, now: i64) -> Vec<Value> {
-    let k = event_keys(o);
+/// An events.k8s.io/v1 Event's row: the same printer over the renamed fields.
+pub(super) fn events_v1_event(o: &Value, now: i64) -> Vec<Value> {
+    event_row(o, now, &EVENTS_V1_EVENT)
+}
+
+fn event_row(o: &Value, now: i64, k: &EventKeys) -> Vec<Value> {
     let has = |key: &str| at(o, key).as_str().is_some_and(|s| !s.is_empty());
     let first = if has(k.first) {
         since(&o[k.first], now)
@@ -621,7 +621,7 @@ mod tests {
         let v1 = json!({"apiVersion": "events.k8s.io/v1", "metadata": meta("e"), "eventTime": "2023-11-14T22:12:20.000000Z",
             "regarding": {"kind": "Node"}, "note": "x", "reportingController": "kubelet", "reportingInstance": "n1"});
         assert_eq!(
-            event(&v1, NOW),
+            events_v1_event(&v1, NOW),
             cells!["60s", "", "", "node", "", "kubelet, n1", "x", "60s", 1, "e"]
         );
     }

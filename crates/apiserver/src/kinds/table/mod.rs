@@ -66,215 +66,68 @@ const IMAGES: Column = wide(
     "Images referenced by each container in the template.",
 );
 
-/// One printer: the columns of a kind and how to fill a row (`now` in epoch seconds).
+/// Fills one row's cells; `now` is in epoch seconds.
+type RowFn = fn(&Value, i64) -> Vec<Value>;
+
+/// One printer: the columns of a kind and how to fill a row.
 struct Printer {
     group: &'static str,
     kind: &'static str,
     columns: &'static [Column],
-    row: fn(&Value, i64) -> Vec<Value>,
+    row: RowFn,
+}
+
+const fn printer(
+    group: &'static str,
+    kind: &'static str,
+    columns: &'static [Column],
+    row: RowFn,
+) -> Printer {
+    Printer {
+        group,
+        kind,
+        columns,
+        row,
+    }
 }
 
 /// Every built-in kind's printer. events.k8s.io Events share core's printer upstream (one internal
 /// type); their row reads the events.k8s.io field names.
+#[rustfmt::skip]
 const PRINTERS: &[Printer] = &[
-    Printer {
-        group: "",
-        kind: "Pod",
-        columns: pod::COLUMNS,
-        row: pod::row,
-    },
-    Printer {
-        group: "",
-        kind: "Namespace",
-        columns: core::NAMESPACE,
-        row: core::namespace,
-    },
-    Printer {
-        group: "",
-        kind: "Service",
-        columns: core::SERVICE,
-        row: core::service,
-    },
-    Printer {
-        group: "",
-        kind: "Endpoints",
-        columns: core::ENDPOINTS,
-        row: core::endpoints,
-    },
-    Printer {
-        group: "",
-        kind: "ConfigMap",
-        columns: core::CONFIG_MAP,
-        row: core::config_map,
-    },
-    Printer {
-        group: "",
-        kind: "Secret",
-        columns: core::SECRET,
-        row: core::secret,
-    },
-    Printer {
-        group: "",
-        kind: "ServiceAccount",
-        columns: core::SERVICE_ACCOUNT,
-        row: core::service_account,
-    },
-    Printer {
-        group: "",
-        kind: "Node",
-        columns: core::NODE,
-        row: core::node,
-    },
-    Printer {
-        group: "",
-        kind: "Event",
-        columns: core::EVENT,
-        row: core::event,
-    },
-    Printer {
-        group: "events.k8s.io",
-        kind: "Event",
-        columns: core::EVENT,
-        row: core::event,
-    },
-    Printer {
-        group: "",
-        kind: "LimitRange",
-        columns: CREATED_AT,
-        row: created_at_row,
-    },
-    Printer {
-        group: "",
-        kind: "ResourceQuota",
-        columns: core::RESOURCE_QUOTA,
-        row: core::resource_quota,
-    },
-    Printer {
-        group: "",
-        kind: "PersistentVolume",
-        columns: core::PERSISTENT_VOLUME,
-        row: core::persistent_volume,
-    },
-    Printer {
-        group: "",
-        kind: "PersistentVolumeClaim",
-        columns: core::PVC,
-        row: core::pvc,
-    },
-    Printer {
-        group: "apps",
-        kind: "Deployment",
-        columns: workloads::DEPLOYMENT,
-        row: workloads::deployment,
-    },
-    Printer {
-        group: "apps",
-        kind: "ReplicaSet",
-        columns: workloads::REPLICA_SET,
-        row: workloads::replica_set,
-    },
-    Printer {
-        group: "apps",
-        kind: "DaemonSet",
-        columns: workloads::DAEMON_SET,
-        row: workloads::daemon_set,
-    },
-    Printer {
-        group: "apps",
-        kind: "StatefulSet",
-        columns: workloads::STATEFUL_SET,
-        row: workloads::stateful_set,
-    },
-    Printer {
-        group: "apps",
-        kind: "ControllerRevision",
-        columns: workloads::CONTROLLER_REVISION,
-        row: workloads::controller_revision,
-    },
-    Printer {
-        group: "batch",
-        kind: "Job",
-        columns: workloads::JOB,
-        row: workloads::job,
-    },
-    Printer {
-        group: "batch",
-        kind: "CronJob",
-        columns: workloads::CRON_JOB,
-        row: workloads::cron_job,
-    },
-    Printer {
-        group: "coordination.k8s.io",
-        kind: "Lease",
-        columns: cluster::LEASE,
-        row: cluster::lease,
-    },
-    Printer {
-        group: "discovery.k8s.io",
-        kind: "EndpointSlice",
-        columns: cluster::ENDPOINT_SLICE,
-        row: cluster::endpoint_slice,
-    },
-    Printer {
-        group: "networking.k8s.io",
-        kind: "Ingress",
-        columns: cluster::INGRESS,
-        row: cluster::ingress,
-    },
-    Printer {
-        group: "networking.k8s.io",
-        kind: "IngressClass",
-        columns: cluster::INGRESS_CLASS,
-        row: cluster::ingress_class,
-    },
-    Printer {
-        group: "networking.k8s.io",
-        kind: "NetworkPolicy",
-        columns: cluster::NETWORK_POLICY,
-        row: cluster::network_policy,
-    },
-    Printer {
-        group: "policy",
-        kind: "PodDisruptionBudget",
-        columns: cluster::PDB,
-        row: cluster::pdb,
-    },
-    Printer {
-        group: "rbac.authorization.k8s.io",
-        kind: "Role",
-        columns: CREATED_AT,
-        row: created_at_row,
-    },
-    Printer {
-        group: "rbac.authorization.k8s.io",
-        kind: "ClusterRole",
-        columns: CREATED_AT,
-        row: created_at_row,
-    },
-    Printer {
-        group: "rbac.authorization.k8s.io",
-        kind: "RoleBinding",
-        columns: cluster::ROLE_BINDING,
-        row: cluster::role_binding,
-    },
-    Printer {
-        group: "rbac.authorization.k8s.io",
-        kind: "ClusterRoleBinding",
-        columns: cluster::CLUSTER_ROLE_BINDING,
-        row: cluster::role_binding,
-    },
-    Printer {
-        group: "storage.k8s.io",
-        kind: "StorageClass",
-        columns: cluster::STORAGE_CLASS,
-        row: cluster::storage_class,
-    },
-    Printer {
-        group: "scheduling.k8s.io",
-        kind: "PriorityClass",
-        columns: cluster::PRIORITY_CLASS,
-        row: cluster::priority_class,
-    },
+    printer("", "Pod", pod::COLUMNS, pod::row),
+    printer("", "Namespace", core::NAMESPACE, core::namespace),
+    printer("", "Service", core::SERVICE, core::service),
+    printer("", "Endpoints", core::ENDPOINTS, core::endpoints),
+    printer("", "ConfigMap", core::CONFIG_MAP, core::config_map),
+    printer("", "Secret", core::SECRET, core::secret),
+    printer("", "ServiceAccount", core::SERVICE_ACCOUNT, core::service_account),
+    printer("", "Node", core::NODE, core::node),
+    printer("", "Event", core::EVENT, core::event),
+    printer("events.k8s.io", "Event", core::EVENT, core::events_v1_event),
+    printer("", "LimitRange", CREATED_AT, created_at_row),
+    printer("", "ResourceQuota", core::RESOURCE_QUOTA, core::resource_quota),
+    printer("", "PersistentVolume", core::PERSISTENT_VOLUME, core::persistent_volume),
+    printer("", "PersistentVolumeClaim", core::PVC, core::pvc),
+    printer("apps", "Deployment", workloads::DEPLOYMENT, workloads::deployment),
+    printer("apps", "ReplicaSet", workloads::REPLICA_SET, workloads::replica_set),
+    printer("apps", "DaemonSet", workloads::DAEMON_SET, workloads::daemon_set),
+    printer("apps", "StatefulSet", workloads::STATEFUL_SET, workloads::stateful_set),
+    printer("apps", "ControllerRevision", workloads::CONTROLLER_REVISION, workloads::controller_revision),
+    printer("batch", "Job", workloads::JOB, workloads::job),
+    printer("batch", "CronJob", workloads::CRON_JOB, workloads::cron_job),
+    printer("coordination.k8s.io", "Lease", cluster::LEASE, cluster::lease),
+    printer("discovery.k8s.io", "EndpointSlice", cluster::ENDPOINT_SLICE, cluster::endpoint_slice),
+    printer("networking.k8s.io", "Ingress", cluster::INGRESS, cluster::ingress),
+    printer("networking.k8s.io", "IngressClass", cluster::INGRESS_CLASS, cluster::ingress_class),
+    printer("networking.k8s.io", "NetworkPolicy", cluster::NETWORK_POLICY, cluster::network_policy),
+    printer("policy", "PodDisruptionBudget", cluster::PDB, cluster::pdb),
+    printer("rbac.authorization.k8s.io", "Role", CREATED_AT, created_at_row),
+    printer("rbac.authorization.k8s.io", "ClusterRole", CREATED_AT, created_at_row),
+    printer("rbac.authorization.k8s.io", "RoleBinding", cluster::ROLE_BINDING, cluster::role_binding),
+    printer("rbac.authorization.k8s.io", "ClusterRoleBinding", cluster::CLUSTER_ROLE_BINDING, cluster::role_binding),
+    printer("storage.k8s.io", "StorageClass", cluster::STORAGE_CLASS, cluster::storage_class),
+    printer("scheduling.k8s.io", "PriorityClass", cluster::PRIORITY_CLASS, cluster::priority_class),
 ];
 
 /// Upstream's default table convertor, for built-in kinds without a printer.
@@ -282,18 +135,20 @@ const CREATED_AT: &[Column] = &[NAME, col("Created At", "date", AGE_DESC)];
 /// What the generic registry shows for anything else (e.g. custom resources).
 const GENERIC: &[Column] = &[NAME, AGE];
 
-fn printer(group: &str, kind: &str) -> Option<&'static Printer> {
+fn find_printer(group: &str, kind: &str) -> Option<&'static Printer> {
     PRINTERS.iter().find(|p| p.group == group && p.kind == kind)
 }
 
 /// The Table columns of a kind.
 pub fn columns(group: &str, kind: &str) -> Vec<Column> {
-    printer(group, kind).map_or(GENERIC, |p| p.columns).to_vec()
+    find_printer(group, kind)
+        .map_or(GENERIC, |p| p.columns)
+        .to_vec()
 }
 
 /// The cells of one object's row, one per column of `columns`.
 pub fn row(group: &str, kind: &str, obj: &Value, now: i64) -> Vec<Value> {
-    match printer(group, kind) {
+    match find_printer(group, kind) {
         Some(p) => (p.row)(obj, now),
         None => cells![name(obj), age(obj, now)],
     }

@@ -329,15 +329,34 @@ pub fn priority_class(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     errs
 }
 
+pub fn lease(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+    let mut errs = Vec::new();
+    if let Some(n) = at(obj, "spec.leaseDurationSeconds")
+        .as_i64()
+        .filter(|n| *n <= 0)
+    {
+        errs.push(invalid(
+            "spec.leaseDurationSeconds",
+            &n.to_string(),
+            "must be greater than 0",
+        ));
+    }
+    if let Some(n) = at(obj, "spec.leaseTransitions").as_i64().filter(|n| *n < 0) {
+        errs.push(invalid(
+            "spec.leaseTransitions",
+            &n.to_string(),
+            "must be greater than or equal to 0",
+        ));
+    }
+    errs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kinds::defaults;
+    use crate::kinds::validation::fields_of as fields;
     use serde_json::json;
-
-    fn fields(errs: &[Cause]) -> Vec<&str> {
-        errs.iter().map(|c| c.field.as_str()).collect()
-    }
 
     #[test]
     fn rbac() {
@@ -398,6 +417,21 @@ mod tests {
         assert_eq!(
             priority_class(&bumped, Some(&ok))[0].message,
             "Forbidden: may not be changed in an update."
+        );
+    }
+
+    #[test]
+    fn leases() {
+        assert_eq!(
+            lease(&json!({"spec": {"leaseDurationSeconds": 40}}), None),
+            []
+        );
+        assert_eq!(
+            fields(&lease(
+                &json!({"spec": {"leaseDurationSeconds": 0, "leaseTransitions": -1}}),
+                None
+            )),
+            ["spec.leaseDurationSeconds", "spec.leaseTransitions"]
         );
     }
 

@@ -357,20 +357,46 @@ pub fn endpoints(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
     errs
 }
 
+const TAINT_EFFECTS: &[&str] = &["NoExecute", "NoSchedule", "PreferNoSchedule"];
+
+pub fn node(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+    let mut errs = Vec::new();
+    for (i, t) in arr_at(obj, "spec.taints").iter().enumerate() {
+        let key = str_at(t, "key");
+        let field = format!("spec.taints[{i}].key");
+        if key.is_empty() {
+            errs.push(required(&field, ""));
+        } else {
+            name_errors(&mut errs, &field, key, super::names::qualified_name);
+        }
+        let value = str_at(t, "value");
+        name_errors(
+            &mut errs,
+            &format!("spec.taints[{i}].value"),
+            value,
+            super::names::label_value,
+        );
+        one_of(
+            &mut errs,
+            &format!("spec.taints[{i}].effect"),
+            str_at(t, "effect"),
+            TAINT_EFFECTS,
+        );
+    }
+    errs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kinds::defaults;
+    use crate::kinds::validation::fields_of as fields;
     use serde_json::json;
 
     fn defaulted(kind: &str, obj: Value) -> Value {
         let mut obj = obj;
         defaults::apply("", kind, &mut obj);
         obj
-    }
-
-    fn fields(errs: &[Cause]) -> Vec<&str> {
-        errs.iter().map(|c| c.field.as_str()).collect()
     }
 
     #[test]
@@ -500,6 +526,15 @@ mod tests {
         assert_eq!(
             errs[0].message,
             "Required value: at least 1 access mode is required"
+        );
+    }
+
+    #[test]
+    fn node_taints() {
+        let n = json!({"spec": {"taints": [{"key": "a", "effect": "NoSchedule"}, {"key": "", "effect": "Sometimes"}]}});
+        assert_eq!(
+            fields(&node(&n, None)),
+            ["spec.taints[1].key", "spec.taints[1].effect"]
         );
     }
 

@@ -5,6 +5,7 @@
 mod cluster;
 mod core;
 mod errors;
+mod events;
 mod meta;
 mod names;
 mod pod;
@@ -46,166 +47,42 @@ const fn rules(
 
 const RBAC: &str = "rbac.authorization.k8s.io";
 
+#[rustfmt::skip]
 const KINDS: &[Rules] = &[
     rules("", "Pod", dns1123_subdomain, true, Some(pod_check)),
     rules("", "Namespace", dns1123_label, false, None),
     rules("", "Service", dns1035_label, true, Some(core::service)),
-    rules(
-        "",
-        "Endpoints",
-        dns1123_subdomain,
-        true,
-        Some(core::endpoints),
-    ),
-    rules(
-        "",
-        "ConfigMap",
-        dns1123_subdomain,
-        true,
-        Some(core::config_map),
-    ),
+    rules("", "Endpoints", dns1123_subdomain, true, Some(core::endpoints)),
+    rules("", "ConfigMap", dns1123_subdomain, true, Some(core::config_map)),
     rules("", "Secret", dns1123_subdomain, true, Some(core::secret)),
     rules("", "ServiceAccount", dns1123_subdomain, true, None),
-    rules("", "Node", dns1123_subdomain, false, None),
-    rules("", "Event", dns1123_subdomain, true, None),
+    rules("", "Node", dns1123_subdomain, false, Some(core::node)),
+    // Upstream checks no name rule for core events beyond URL safety.
+    rules("", "Event", path_segment, true, Some(events::core_event)),
     rules("", "LimitRange", dns1123_subdomain, true, None),
     rules("", "ResourceQuota", dns1123_subdomain, true, None),
-    rules(
-        "",
-        "PersistentVolume",
-        dns1123_subdomain,
-        false,
-        Some(core::persistent_volume),
-    ),
-    rules(
-        "",
-        "PersistentVolumeClaim",
-        dns1123_subdomain,
-        true,
-        Some(core::pvc),
-    ),
-    rules(
-        "apps",
-        "Deployment",
-        dns1123_subdomain,
-        true,
-        Some(workloads::deployment),
-    ),
-    rules(
-        "apps",
-        "ReplicaSet",
-        dns1123_subdomain,
-        true,
-        Some(workloads::replica_set),
-    ),
-    rules(
-        "apps",
-        "DaemonSet",
-        dns1123_subdomain,
-        true,
-        Some(workloads::daemon_set),
-    ),
-    rules(
-        "apps",
-        "StatefulSet",
-        dns1123_subdomain,
-        true,
-        Some(workloads::stateful_set),
-    ),
-    rules("apps", "ControllerRevision", dns1123_subdomain, true, None),
-    rules(
-        "batch",
-        "Job",
-        dns1123_subdomain,
-        true,
-        Some(workloads::job),
-    ),
-    rules(
-        "batch",
-        "CronJob",
-        dns1123_subdomain,
-        true,
-        Some(workloads::cron_job),
-    ),
-    rules(
-        "coordination.k8s.io",
-        "Lease",
-        dns1123_subdomain,
-        true,
-        None,
-    ),
-    rules(
-        "discovery.k8s.io",
-        "EndpointSlice",
-        dns1123_subdomain,
-        true,
-        Some(cluster::endpoint_slice),
-    ),
-    rules("events.k8s.io", "Event", dns1123_subdomain, true, None),
-    rules(
-        "networking.k8s.io",
-        "Ingress",
-        dns1123_subdomain,
-        true,
-        Some(cluster::ingress),
-    ),
-    rules(
-        "networking.k8s.io",
-        "IngressClass",
-        dns1123_subdomain,
-        false,
-        Some(cluster::ingress_class),
-    ),
-    rules(
-        "networking.k8s.io",
-        "NetworkPolicy",
-        dns1123_subdomain,
-        true,
-        Some(cluster::network_policy),
-    ),
-    rules(
-        "policy",
-        "PodDisruptionBudget",
-        dns1123_subdomain,
-        true,
-        Some(cluster::pdb),
-    ),
+    rules("", "PersistentVolume", dns1123_subdomain, false, Some(core::persistent_volume)),
+    rules("", "PersistentVolumeClaim", dns1123_subdomain, true, Some(core::pvc)),
+    rules("apps", "Deployment", dns1123_subdomain, true, Some(workloads::deployment)),
+    rules("apps", "ReplicaSet", dns1123_subdomain, true, Some(workloads::replica_set)),
+    rules("apps", "DaemonSet", dns1123_subdomain, true, Some(workloads::daemon_set)),
+    rules("apps", "StatefulSet", dns1123_subdomain, true, Some(workloads::stateful_set)),
+    rules("apps", "ControllerRevision", dns1123_subdomain, true, Some(workloads::controller_revision)),
+    rules("batch", "Job", dns1123_subdomain, true, Some(workloads::job)),
+    rules("batch", "CronJob", dns1123_subdomain, true, Some(workloads::cron_job)),
+    rules("coordination.k8s.io", "Lease", dns1123_subdomain, true, Some(cluster::lease)),
+    rules("discovery.k8s.io", "EndpointSlice", dns1123_subdomain, true, Some(cluster::endpoint_slice)),
+    rules("events.k8s.io", "Event", dns1123_subdomain, true, Some(events::events_v1_event)),
+    rules("networking.k8s.io", "Ingress", dns1123_subdomain, true, Some(cluster::ingress)),
+    rules("networking.k8s.io", "IngressClass", dns1123_subdomain, false, Some(cluster::ingress_class)),
+    rules("networking.k8s.io", "NetworkPolicy", dns1123_subdomain, true, Some(cluster::network_policy)),
+    rules("policy", "PodDisruptionBudget", dns1123_subdomain, true, Some(cluster::pdb)),
     rules(RBAC, "Role", path_segment, true, Some(cluster::role)),
-    rules(
-        RBAC,
-        "RoleBinding",
-        path_segment,
-        true,
-        Some(cluster::role_binding),
-    ),
-    rules(
-        RBAC,
-        "ClusterRole",
-        path_segment,
-        false,
-        Some(cluster::cluster_role),
-    ),
-    rules(
-        RBAC,
-        "ClusterRoleBinding",
-        path_segment,
-        false,
-        Some(cluster::cluster_role_binding),
-    ),
-    rules(
-        "storage.k8s.io",
-        "StorageClass",
-        dns1123_subdomain,
-        false,
-        Some(cluster::storage_class),
-    ),
-    rules(
-        "scheduling.k8s.io",
-        "PriorityClass",
-        dns1123_subdomain,
-        false,
-        Some(cluster::priority_class),
-    ),
+    rules(RBAC, "RoleBinding", path_segment, true, Some(cluster::role_binding)),
+    rules(RBAC, "ClusterRole", path_segment, false, Some(cluster::cluster_role)),
+    rules(RBAC, "ClusterRoleBinding", path_segment, false, Some(cluster::cluster_role_binding)),
+    rules("storage.k8s.io", "StorageClass", dns1123_subdomain, false, Some(cluster::storage_class)),
+    rules("scheduling.k8s.io", "PriorityClass", dns1123_subdomain, false, Some(cluster::priority_class)),
 ];
 
 fn pod_check(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
@@ -247,6 +124,12 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
         errs.extend(check(obj, old));
     }
     errs
+}
+
+/// The fields of some causes, for tests.
+#[cfg(test)]
+fn fields_of(errs: &[Cause]) -> Vec<&str> {
+    errs.iter().map(|c| c.field.as_str()).collect()
 }
 
 #[cfg(test)]

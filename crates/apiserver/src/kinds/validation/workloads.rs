@@ -351,6 +351,19 @@ pub fn stateful_set(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     errs
 }
 
+pub fn controller_revision(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    let mut errs = Vec::new();
+    non_negative(&mut errs, obj, &["revision"]);
+    if old.is_some_and(|o| at(o, "data") != at(obj, "data")) {
+        errs.push(invalid(
+            "data",
+            &at(obj, "data").to_string(),
+            "field is immutable",
+        ));
+    }
+    errs
+}
+
 /// Job spec checks shared by jobs and cron jobs' job templates (whose selector is optional).
 fn job_spec(errs: &mut Vec<Cause>, spec: &Value, path: &str, selector_required: bool) {
     for key in [
@@ -499,6 +512,7 @@ fn schedule_error(schedule: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::kinds::defaults;
+    use crate::kinds::validation::fields_of as fields;
     use serde_json::json;
 
     fn defaulted(group: &str, kind: &str, obj: Value) -> Value {
@@ -514,10 +528,6 @@ mod tests {
             json!({"metadata": {"name": "d"}, "spec": {"selector": selector,
             "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "a", "image": "nginx"}]}}}}),
         )
-    }
-
-    fn fields(errs: &[Cause]) -> Vec<&str> {
-        errs.iter().map(|c| c.field.as_str()).collect()
     }
 
     #[test]
@@ -612,6 +622,17 @@ mod tests {
         assert!(replica_set(&rs, None)[0]
             .message
             .ends_with("empty selector is invalid for deployment"));
+    }
+
+    #[test]
+    fn controller_revisions() {
+        let cr = json!({"revision": 1, "data": {"spec": {}}});
+        assert_eq!(controller_revision(&cr, None), []);
+        let changed = json!({"revision": -1, "data": {"spec": {"x": 1}}});
+        assert_eq!(
+            fields(&controller_revision(&changed, Some(&cr))),
+            ["revision", "data"]
+        );
     }
 
     #[test]
