@@ -1,6 +1,40 @@
 //! krust's Kubernetes API server.
 //!
 //! `kinds` holds what differs per built-in kind (defaults, validation, printer columns, selectable
-//! fields); everything else is one generic mechanism driven by the resource table.
+//! fields); everything else is one generic mechanism driven by the resource table
+//! ([`resources`]): requests are decoded ([`request`]), authenticated ([`authn`]) and authorized
+//! ([`authz`]), then served by the generic [`registry`] over the datastore, with watches fanned out
+//! by the [`watch_cache`].
 
 pub mod kinds;
+
+mod allocators;
+pub mod authn;
+pub mod authz;
+mod config;
+mod content;
+mod conversion;
+mod discovery;
+mod health;
+mod metadata;
+mod metrics;
+mod namespaces;
+mod patch;
+mod registry;
+mod request;
+pub mod resources;
+mod rest;
+mod scale;
+mod selectors;
+mod serving;
+mod status;
+mod storage;
+pub mod strategic;
+mod strategy;
+mod table;
+mod watch;
+mod watch_cache;
+
+pub use config::{AuthorizationMode, Config};
+pub use health::KUBERNETES_VERSION;
+pub use serving::{run, ServeError, Server};

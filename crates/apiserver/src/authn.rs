@@ -1,0 +1,337 @@
+//! Authentication, as seed 002 lists it: x509 client certificates signed by the cluster CA,
+//! static bearer tokens, service-account JWTs and (only when enabled) the static password file.
+//! A request that none of them accepts is `system:anonymous`; the router decides where that is
+//! enough (health and version, as upstream).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::config::Config;
+
+/// Who made a request, in the shape of upstream's `user.Info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+}
+
+impl UserInfo {
+    pub fn anonymous() -> Self {
+        UserInfo {
+            name: "system:anonymous".into(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".into()],
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.name == "system:anonymous"
+    }
+
+    fn authenticated(name: String, uid: String, mut groups: Vec<String>) -> Self {
+        if !groups.iter().any(|g| g == "system:authenticated") {
+            groups.push("system:authenticated".into());
+        }
+        UserInfo { name, uid, groups }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum AuthnError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} line {line}: {reason}")]
+    Csv {
+        path: String,
+        line: usize,
+        reason: &'static str,
+    },
+    #[error("service-account key {path}: {source}")]
+    Key {
+        path: String,
+        source: jsonwebtoken::errors::Error,
+    },
+}
+
+/// A credentials-file entry: `secret,user,uid,"group1,group2"`.
+#[derive(Debug, Clone)]
+struct Entry {
+    user: String,
+    uid: String,
+    groups: Vec<String>,
+}
+
+pub struct Authenticator {
+    tokens: HashMap<String, Entry>,
+    passwords: Option<HashMap<String, (String, Entry)>>,
+    sa_keys: Vec<DecodingKey>,
+    sa_issuers: Vec<String>,
+}
+
+/// What the request carried that can prove identity.
+pub struct Credentials<'a> {
+    /// The verified client certificate's leaf, DER.
+    pub client_cert: Option<&'a [u8]>,
+    pub authorization: Option<&'a str>,
+}
+
+impl Authenticator {
+    pub fn from_config(config: &Config) -> Result<Self, AuthnError> {
+        let tokens = match &config.token_file {
+            Some(p) => read_csv(p)?.into_iter().collect(),
+            None => HashMap::new(),
+        };
+        let passwords = match &config.basic_auth_file {
+            Some(p) => Some(
+                read_csv(p)?
+                    .into_iter()
+                    .map(|(password, e)| (e.user.clone(), (password, e)))
+                    .collect(),
+            ),
+            None => None,
+        };
+        let mut sa_keys = Vec::new();
+        for path in &config.service_account_keys {
+            let pem = std::fs::read(path).map_err(|source| AuthnError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let key = DecodingKey::from_ec_pem(&pem).map_err(|source| AuthnError::Key {
+                path: path.display().to_string(),
+                source,
+            })?;
+            sa_keys.push(key);
+        }
+        let sa_issuers = vec![
+            config.service_account_issuer.clone(),
+            "kubernetes/serviceaccount".into(),
+        ];
+        Ok(Authenticator {
+            tokens,
+            passwords,
+            sa_keys,
+            sa_issuers,
+        })
+    }
+
+    /// Returns the user, or None when credentials were presented but rejected (upstream answers
+    /// 401 then, even where anonymous would be allowed).
+    pub fn authenticate(&self, creds: &Credentials<'_>) -> Option<UserInfo> {
+        if let Some(der) = creds.client_cert {
+            if let Some(user) = user_from_cert(der) {
+                return Some(user);
+            }
+        }
+        let Some(header) = creds.authorization else {
+            return Some(UserInfo::anonymous());
+        };
+        let (scheme, value) = header.split_once(' ').unwrap_or((header, ""));
+        match scheme.to_ascii_lowercase().as_str() {
+            "bearer" => self.bearer(value.trim()),
+            "basic" => self.basic(value.trim()),
+            _ => None,
+        }
+    }
+
+    fn bearer(&self, token: &str) -> Option<UserInfo> {
+        if let Some(e) = self.tokens.get(token) {
+            return Some(UserInfo::authenticated(
+                e.user.clone(),
+                e.uid.clone(),
+                e.groups.clone(),
+            ));
+        }
+        self.service_account(token)
+    }
+
+    fn basic(&self, value: &str) -> Option<UserInfo> {
+        let passwords = self.passwords.as_ref()?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (user, password) = decoded.split_once(':')?;
+        let (expected, e) = passwords.get(user)?;
+        (constant_time_eq(expected.as_bytes(), password.as_bytes()))
+            .then(|| UserInfo::authenticated(e.user.clone(), e.uid.clone(), e.groups.clone()))
+    }
+
+    fn service_account(&self, token: &str) -> Option<UserInfo> {
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.set_issuer(&self.sa_issuers);
+        // Legacy secret-based tokens carry neither exp nor aud; bound tokens carry both and
+        // `exp` is still checked whenever present.
+        validation.set_required_spec_claims::<&str>(&[]);
+        validation.validate_aud = false;
+        let claims = self.sa_keys.iter().find_map(|key| {
+            jsonwebtoken::decode::<SaClaims>(token, key, &validation)
+                .ok()
+                .map(|d| d.claims)
+        })?;
+        claims.into_user()
+    }
+}
+
+#[derive(Deserialize)]
+struct SaClaims {
+    sub: String,
+    #[serde(rename = "kubernetes.io")]
+    bound: Option<BoundClaims>,
+    #[serde(rename = "kubernetes.io/serviceaccount/service-account.uid")]
+    legacy_uid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BoundClaims {
+    serviceaccount: Option<NamedUid>,
+}
+
+#[derive(Deserialize)]
+struct NamedUid {
+    uid: Option<String>,
+}
+
+impl SaClaims {
+    fn into_user(self) -> Option<UserInfo> {
+        let rest = self.sub.strip_prefix("system:serviceaccount:")?;
+        let (ns, name) = rest.split_once(':')?;
+        if ns.is_empty() || name.is_empty() {
+            return None;
+        }
+        let uid = self
+            .bound
+            .and_then(|b| b.serviceaccount)
+            .and_then(|s| s.uid)
+            .or(self.legacy_uid)
+            .unwrap_or_default();
+        let groups = vec![
+            "system:serviceaccounts".to_string(),
+            format!("system:serviceaccounts:{ns}"),
+        ];
+        Some(UserInfo::authenticated(self.sub.clone(), uid, groups))
+    }
+}
+
+/// CN is the user, each O a group, as upstream's x509 authenticator.
+fn user_from_cert(der: &[u8]) -> Option<UserInfo> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    if name.is_empty() {
+        return None;
+    }
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_string))
+        .collect();
+    Some(UserInfo::authenticated(name, String::new(), groups))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn read_csv(path: &Path) -> Result<Vec<(String, Entry)>, AuthnError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AuthnError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let csv_err = |reason| AuthnError::Csv {
+            path: path.display().to_string(),
+            line: i + 1,
+            reason,
+        };
+        let fields = split_csv_line(line).ok_or_else(|| csv_err("unterminated quote"))?;
+        if fields.len() < 3 {
+            return Err(csv_err("expected secret,user,uid[,\"groups\"]"));
+        }
+        let groups = fields
+            .get(3)
+            .map(|g| {
+                g.split(',')
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let entry = Entry {
+            user: fields[1].clone(),
+            uid: fields[2].clone(),
+            groups,
+        };
+        out.push((fields[0].clone(), entry));
+    }
+    Ok(out)
+}
+
+/// Splits one CSV record, honouring double quotes (the groups column is quoted).
+fn split_csv_line(line: &str) -> Option<Vec<String>> {
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut cur).trim().to_string()),
+            c => cur.push(c),
+        }
+    }
+    if quoted {
+        return None;
+    }
+    fields.push(cur.trim().to_string());
+    Some(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_groups_are_quoted() {
+        let f = split_csv_line(r#"tok,admin,admin,"system:masters,devs""#).unwrap();
+        assert_eq!(f, vec!["tok", "admin", "admin", "system:masters,devs"]);
+        assert!(split_csv_line(r#"a,"b"#).is_none());
+    }
+
+    #[test]
+    fn service_account_subject() {
+        let c = SaClaims {
+            sub: "system:serviceaccount:kube-system:default".into(),
+            bound: None,
+            legacy_uid: Some("u1".into()),
+        };
+        let u = c.into_user().unwrap();
+        assert_eq!(u.name, "system:serviceaccount:kube-system:default");
+        assert_eq!(u.uid, "u1");
+        assert!(u
+            .groups
+            .contains(&"system:serviceaccounts:kube-system".to_string()));
+        assert!(u.groups.contains(&"system:authenticated".to_string()));
+    }
+}

@@ -1,0 +1,257 @@
+//! The table of served resources. Everything generic (routing, storage keys, discovery, errors)
+//! is driven by these rows; adding a built-in resource is adding a row.
+
+/// One served resource, as discovery describes it.
+#[derive(Debug)]
+pub struct Resource {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    /// Served subresources: `status`, `scale`, `binding`.
+    pub subresources: &'static [&'static str],
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// The path segment under `/registry/` upstream stores this resource at (etcdctl users and
+    /// backups see the same layout); resources sharing it share objects.
+    pub storage: &'static str,
+    /// Upstream answers DELETE with the object rather than a Success Status for these.
+    pub returns_deleted_object: bool,
+    /// Upstream sets metadata.generation and bumps it on every spec change for these.
+    pub generation: bool,
+}
+
+const ALL: &[&str] = &["all"];
+const NONE: &[&str] = &[];
+
+macro_rules! resource {
+    ($group:expr, $version:expr, $kind:expr, $plural:expr, $singular:expr, $namespaced:expr,
+     sub $sub:expr, short $short:expr, cat $cat:expr, storage $storage:expr) => {
+        Resource {
+            group: $group,
+            version: $version,
+            kind: $kind,
+            plural: $plural,
+            singular: $singular,
+            namespaced: $namespaced,
+            subresources: $sub,
+            short_names: $short,
+            categories: $cat,
+            storage: $storage,
+            returns_deleted_object: false,
+            generation: false,
+        }
+    };
+}
+
+/// Upstream's discovery order: core, then groups in the order the API server registers them.
+pub static RESOURCES: &[Resource] = &[
+    Resource {
+        returns_deleted_object: true,
+        ..resource!("", "v1", "Namespace", "namespaces", "namespace", false, sub &["status", "finalize"], short &["ns"], cat NONE, storage "namespaces")
+    },
+    Resource {
+        returns_deleted_object: true,
+        generation: true,
+        ..resource!("", "v1", "Pod", "pods", "pod", true, sub &["status", "binding"], short &["po"], cat ALL, storage "pods")
+    },
+    Resource {
+        returns_deleted_object: true,
+        ..resource!("", "v1", "Service", "services", "service", true, sub &["status"], short &["svc"], cat ALL, storage "services/specs")
+    },
+    resource!("", "v1", "Endpoints", "endpoints", "endpoints", true, sub NONE, short &["ep"], cat NONE, storage "services/endpoints"),
+    resource!("", "v1", "ConfigMap", "configmaps", "configmap", true, sub NONE, short &["cm"], cat NONE, storage "configmaps"),
+    resource!("", "v1", "Secret", "secrets", "secret", true, sub NONE, short NONE, cat NONE, storage "secrets"),
+    resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, sub NONE, short &["sa"], cat NONE, storage "serviceaccounts"),
+    resource!("", "v1", "Node", "nodes", "node", false, sub &["status"], short &["no"], cat NONE, storage "minions"),
+    resource!("", "v1", "Event", "events", "event", true, sub NONE, short &["ev"], cat NONE, storage "events"),
+    resource!("", "v1", "LimitRange", "limitranges", "limitrange", true, sub NONE, short &["limits"], cat NONE, storage "limitranges"),
+    resource!("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", true, sub &["status"], short &["quota"], cat NONE, storage "resourcequotas"),
+    resource!("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false, sub &["status"], short &["pv"], cat NONE, storage "persistentvolumes"),
+    resource!("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true, sub &["status"], short &["pvc"], cat NONE, storage "persistentvolumeclaims"),
+    Resource {
+        generation: true,
+        ..resource!("apps", "v1", "Deployment", "deployments", "deployment", true, sub &["status", "scale"], short &["deploy"], cat ALL, storage "deployments")
+    },
+    Resource {
+        generation: true,
+        ..resource!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, sub &["status", "scale"], short &["rs"], cat ALL, storage "replicasets")
+    },
+    Resource {
+        generation: true,
+        ..resource!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, sub &["status"], short &["ds"], cat ALL, storage "daemonsets")
+    },
+    Resource {
+        generation: true,
+        ..resource!("apps", "v1", "StatefulSet", "statefulsets", "statefulset", true, sub &["status", "scale"], short &["sts"], cat ALL, storage "statefulsets")
+    },
+    resource!("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true, sub NONE, short NONE, cat NONE, storage "controllerrevisions"),
+    resource!("events.k8s.io", "v1", "Event", "events", "event", true, sub NONE, short &["ev"], cat NONE, storage "events"),
+    Resource {
+        generation: true,
+        ..resource!("batch", "v1", "Job", "jobs", "job", true, sub &["status"], short NONE, cat ALL, storage "jobs")
+    },
+    Resource {
+        generation: true,
+        ..resource!("batch", "v1", "CronJob", "cronjobs", "cronjob", true, sub &["status"], short &["cj"], cat ALL, storage "cronjobs")
+    },
+    Resource {
+        generation: true,
+        ..resource!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false, sub NONE, short NONE, cat NONE, storage "ingressclasses")
+    },
+    Resource {
+        generation: true,
+        ..resource!("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true, sub &["status"], short &["ing"], cat NONE, storage "ingress")
+    },
+    Resource {
+        generation: true,
+        ..resource!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true, sub NONE, short &["netpol"], cat NONE, storage "networkpolicies")
+    },
+    Resource {
+        generation: true,
+        ..resource!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, sub &["status"], short &["pdb"], cat NONE, storage "poddisruptionbudgets")
+    },
+    resource!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, sub NONE, short NONE, cat NONE, storage "clusterrolebindings"),
+    resource!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false, sub NONE, short NONE, cat NONE, storage "clusterroles"),
+    resource!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true, sub NONE, short NONE, cat NONE, storage "rolebindings"),
+    resource!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true, sub NONE, short NONE, cat NONE, storage "roles"),
+    resource!("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false, sub NONE, short &["sc"], cat NONE, storage "storageclasses"),
+    resource!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false, sub NONE, short &["pc"], cat NONE, storage "priorityclasses"),
+    resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, sub NONE, short NONE, cat NONE, storage "leases"),
+    resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, sub NONE, short NONE, cat NONE, storage "endpointslices"),
+];
+
+impl Resource {
+    /// `v1` or `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The verbs discovery advertises for the resource itself.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.plural == "namespaces" {
+            &[
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ]
+        } else {
+            &[
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ]
+        }
+    }
+
+    /// `/registry/pods/` — every object of the resource lives under this prefix.
+    pub fn prefix(&self) -> String {
+        format!("/registry/{}/", self.storage)
+    }
+
+    /// The prefix of one namespace's objects, or of all objects when `ns` is None.
+    pub fn scope_prefix(&self, ns: Option<&str>) -> String {
+        match ns {
+            Some(ns) if self.namespaced => format!("{}{ns}/", self.prefix()),
+            _ => self.prefix(),
+        }
+    }
+
+    pub fn key(&self, ns: Option<&str>, name: &str) -> String {
+        format!("{}{name}", self.scope_prefix(ns))
+    }
+
+    pub fn has_subresource(&self, sub: &str) -> bool {
+        self.subresources.contains(&sub)
+    }
+}
+
+/// The verbs discovery advertises for a subresource.
+pub fn subresource_verbs(sub: &str) -> &'static [&'static str] {
+    match sub {
+        "binding" => &["create"],
+        "finalize" => &["update"],
+        _ => &["get", "patch", "update"],
+    }
+}
+
+/// The kind a subresource answers with: (group, version, kind).
+pub fn subresource_kind(res: &Resource, sub: &str) -> (&'static str, &'static str, &'static str) {
+    match sub {
+        "scale" => ("autoscaling", "v1", "Scale"),
+        "binding" => ("", "v1", "Binding"),
+        _ => (res.group, res.version, res.kind),
+    }
+}
+
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+pub fn namespaces() -> &'static Resource {
+    &RESOURCES[0]
+}
+
+pub fn by_kind(group: &str, kind: &str) -> Option<&'static Resource> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
+}
+
+/// The served groups (core excluded) in discovery order, each with its versions.
+pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        match out.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
+            Some(_) => {}
+            None => out.push((r.group, vec![r.version])),
+        }
+    }
+    out
+}
+
+pub fn in_group_version<'a>(
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'static Resource> + 'a {
+    RESOURCES
+        .iter()
+        .filter(move |r| r.group == group && r.version == version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_upstream_layout() {
+        let pods = find("", "v1", "pods").unwrap();
+        assert_eq!(pods.key(Some("default"), "x"), "/registry/pods/default/x");
+        let nodes = find("", "v1", "nodes").unwrap();
+        assert_eq!(nodes.key(None, "n1"), "/registry/minions/n1");
+        assert_eq!(namespaces().plural, "namespaces");
+    }
+
+    #[test]
+    fn groups_are_unique() {
+        let g = groups();
+        assert!(g
+            .iter()
+            .any(|(name, v)| *name == "apps" && v == &vec!["v1"]));
+        let mut names: Vec<_> = g.iter().map(|(n, _)| *n).collect();
+        names.dedup();
+        assert_eq!(names.len(), g.len());
+    }
+}

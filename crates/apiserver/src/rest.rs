@@ -1,0 +1,361 @@
+//! The REST layer: turns a resource request into a registry call and the result into the
+//! response upstream sends (status codes, list envelopes, Status bodies, subresource shapes).
+
+use axum::response::Response;
+use bytes::Bytes;
+use http::{request::Parts, StatusCode};
+use serde_json::{json, Value};
+
+use crate::content::{self, BodyType, Output};
+use crate::conversion::strip_type;
+use crate::registry::{check_type, DeleteOptions, ListOptions, Registry};
+use crate::request::{Query, RequestInfo, Verb};
+use crate::resources::Resource;
+use crate::selectors::{FieldSelector, LabelSelector, Selector};
+use crate::status::{ApiError, ApiResult, Subject};
+use crate::table::{self, IncludeObject};
+use crate::{patch, scale, watch};
+
+/// One resource request after authentication and authorization.
+pub struct Call<'a> {
+    pub registry: &'a Registry,
+    pub info: RequestInfo,
+    pub query: Query,
+    pub parts: &'a Parts,
+    pub body: Bytes,
+}
+
+impl Call<'_> {
+    fn res(&self) -> &'static Resource {
+        self.info.res
+    }
+
+    fn ns(&self) -> Option<&str> {
+        self.info.namespace.as_deref()
+    }
+
+    fn name(&self) -> &str {
+        self.info.name.as_deref().unwrap_or("")
+    }
+
+    fn sub(&self) -> Option<&str> {
+        self.info.subresource.as_deref()
+    }
+}
+
+pub async fn serve(call: Call<'_>) -> Result<Response, ApiError> {
+    let output = content::negotiate(&call.parts.headers)?;
+    match (call.info.verb, call.sub()) {
+        (Verb::Get, Some("scale")) => scale::get(&call)
+            .await
+            .map(|v| content::respond(StatusCode::OK, &v, plain(output))),
+        (Verb::Get, _) => get(&call, output).await,
+        (Verb::List, _) => list(&call, output).await,
+        (Verb::Watch, _) => watch::serve(&call, output).await,
+        (Verb::Create, Some("binding")) => bind(&call).await,
+        (Verb::Create, _) => create(&call, output).await,
+        (Verb::Update | Verb::Patch, Some("scale")) => scale::write(&call)
+            .await
+            .map(|v| content::respond(StatusCode::OK, &v, plain(output))),
+        (Verb::Update, _) => update(&call, output).await,
+        (Verb::Patch, _) => patch(&call, output).await,
+        (Verb::Delete, _) => delete(&call, output).await,
+        (Verb::DeleteCollection, _) => delete_collection(&call, output).await,
+    }
+}
+
+/// Subresource and Status bodies are never tables.
+fn plain(output: Output) -> Output {
+    match output {
+        Output::Yaml => Output::Yaml,
+        _ => Output::Json,
+    }
+}
+
+impl Call<'_> {
+    pub fn include_object(&self) -> IncludeObject {
+        IncludeObject::parse(&self.query.include_object)
+    }
+
+    /// One object in the negotiated form.
+    pub fn render_one(&self, code: StatusCode, obj: Value, output: Output) -> Response {
+        let value = match output {
+            Output::Table => {
+                let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"].clone()});
+                table::table(self.res(), &[obj], meta, self.include_object())
+            }
+            Output::PartialObjectMetadata => table::partial_metadata(&obj),
+            _ => obj,
+        };
+        content::respond(code, &value, output)
+    }
+
+    pub fn selector(&self) -> ApiResult<Selector> {
+        let labels = LabelSelector::parse(&self.query.label_selector)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let fields = FieldSelector::parse(&self.query.field_selector)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        fields.check_fields(self.res()).map_err(|e| {
+            let r = self.res();
+            ApiError::BadRequest(format!(
+                "Unable to find \"{}/{}, Resource={}\" that match label selector \"{}\", field selector \"{}\": {e}",
+                r.group, r.version, r.plural, self.query.label_selector, self.query.field_selector
+            ))
+        })?;
+        Ok(Selector { labels, fields })
+    }
+
+    /// Decodes the body as an object of the URL's kind (`kind`/`version` override for subresources).
+    pub fn body_object(&self, kind: &str, version: &str) -> ApiResult<Value> {
+        let bt = content::body_type(&self.parts.headers)?;
+        if !matches!(bt, BodyType::Json | BodyType::Yaml) {
+            return Err(ApiError::UnsupportedMediaType(
+                "application/json, application/yaml".into(),
+            ));
+        }
+        let obj = content::decode_object(bt, &self.body)?;
+        check_type(self.res(), &obj, kind, version)?;
+        Ok(obj)
+    }
+}
+
+async fn get(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
+    let obj = call
+        .registry
+        .get(call.res(), call.ns(), call.name())
+        .await?;
+    Ok(call.render_one(StatusCode::OK, obj, output))
+}
+
+async fn list(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
+    let q = &call.query;
+    let opts = ListOptions {
+        selector: call.selector()?,
+        limit: q.limit,
+        continue_token: q.continue_token.clone(),
+        resource_version: q.resource_version.clone(),
+        resource_version_match: q.resource_version_match.clone(),
+    };
+    let result = call.registry.list(call.res(), call.ns(), &opts).await?;
+    let mut meta = json!({"resourceVersion": result.revision.to_string()});
+    if let Some(c) = result.continue_token {
+        meta["continue"] = json!(c);
+    }
+    let value = match output {
+        Output::Table => table::table(call.res(), &result.items, meta, call.include_object()),
+        Output::PartialObjectMetadata => table::metadata_list(&result.items, meta),
+        _ => {
+            let mut items = result.items;
+            items.iter_mut().for_each(strip_type);
+            let r = call.res();
+            json!({"kind": format!("{}List", r.kind), "apiVersion": r.api_version(), "metadata": meta, "items": items})
+        }
+    };
+    Ok(content::respond(StatusCode::OK, &value, output))
+}
+
+/// The URL's namespace wins; a different one in the body is a BadRequest, as upstream.
+fn check_namespace_matches(call: &Call<'_>, obj: &Value) -> ApiResult<()> {
+    let body_ns = obj["metadata"]["namespace"].as_str().unwrap_or("");
+    if let (true, Some(ns)) = (call.res().namespaced, call.ns()) {
+        if !body_ns.is_empty() && body_ns != ns {
+            return Err(ApiError::BadRequest("the namespace of the provided object does not match the namespace sent on the request".into()));
+        }
+    }
+    Ok(())
+}
+
+fn check_name_matches(call: &Call<'_>, obj: &Value) -> ApiResult<()> {
+    let body_name = obj["metadata"]["name"].as_str().unwrap_or("");
+    if body_name != call.name() {
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({})",
+            call.name()
+        )));
+    }
+    Ok(())
+}
+
+async fn create(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
+    let res = call.res();
+    let obj = call.body_object(res.kind, &res.api_version())?;
+    check_namespace_matches(call, &obj)?;
+    if res.namespaced && call.ns().is_none() {
+        return Err(ApiError::NoSuchResource);
+    }
+    let created = call
+        .registry
+        .create(res, call.ns(), obj, call.query.dry_run)
+        .await?;
+    Ok(call.render_one(StatusCode::CREATED, created, output))
+}
+
+async fn update(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
+    let res = call.res();
+    let obj = call.body_object(res.kind, &res.api_version())?;
+    check_namespace_matches(call, &obj)?;
+    check_name_matches(call, &obj)?;
+    let updated = call
+        .registry
+        .update_with(
+            res,
+            call.ns(),
+            call.name(),
+            call.sub(),
+            call.query.dry_run,
+            |_| Ok(obj.clone()),
+        )
+        .await?;
+    Ok(call.render_one(StatusCode::OK, updated, output))
+}
+
+async fn patch(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
+    let res = call.res();
+    let patch = patch::Patch::from_request(&call.parts.headers, &call.body)?;
+    let updated = call
+        .registry
+        .update_with(
+            res,
+            call.ns(),
+            call.name(),
+            call.sub(),
+            call.query.dry_run,
+            |old| {
+                let new = patch.apply(old)?;
+                check_name_matches(call, &new)?;
+                check_type(res, &new, res.kind, &res.api_version())?;
+                Ok(new)
+            },
+        )
+        .await?;
+    Ok(call.render_one(StatusCode::OK, updated, output))
+}
+
+/// DeleteOptions from the body (kubectl sends them there) and the query.
+fn delete_options(call: &Call<'_>) -> ApiResult<DeleteOptions> {
+    let body: Value = if call.body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        let bt = content::body_type(&call.parts.headers)?;
+        content::decode_object(bt, &call.body)?
+    };
+    let dry_run = call.query.dry_run
+        || body["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
+    Ok(DeleteOptions {
+        grace_period: call
+            .query
+            .grace_period
+            .or(body["gracePeriodSeconds"].as_i64()),
+        uid: body["preconditions"]["uid"].as_str().map(String::from),
+        resource_version: body["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(String::from),
+        dry_run,
+    })
+}
+
+async fn delete(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
+    let res = call.res();
+    let opts = delete_options(call)?;
+    let deleted = call
+        .registry
+        .delete(res, call.ns(), call.name(), &opts)
+        .await?;
+    if deleted.gone && !res.returns_deleted_object {
+        let status = success_status(res, &deleted.obj);
+        return Ok(content::respond(StatusCode::OK, &status, plain(output)));
+    }
+    Ok(call.render_one(StatusCode::OK, deleted.obj, plain(output)))
+}
+
+/// Upstream's answer to a completed delete: Success with the object's name, resource and uid.
+fn success_status(res: &Resource, obj: &Value) -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+        "details": {"name": obj["metadata"]["name"], "group": res.group, "kind": res.plural, "uid": obj["metadata"]["uid"]},
+    })
+}
+
+async fn delete_collection(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
+    let res = call.res();
+    let opts = delete_options(call)?;
+    let list_opts = ListOptions {
+        selector: call.selector()?,
+        ..Default::default()
+    };
+    let listed = call.registry.list(res, call.ns(), &list_opts).await?;
+    let mut items = Vec::new();
+    for obj in listed.items {
+        let ns = obj["metadata"]["namespace"].as_str().map(String::from);
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        match call.registry.delete(res, ns.as_deref(), &name, &opts).await {
+            Ok(d) => items.push(d.obj),
+            Err(ApiError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    items.iter_mut().for_each(strip_type);
+    let list = json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": {}, "items": items});
+    Ok(content::respond(StatusCode::OK, &list, plain(output)))
+}
+
+/// POST pods/NAME/binding: assigns the pod to a node, once.
+async fn bind(call: &Call<'_>) -> Result<Response, ApiError> {
+    let binding = call.body_object("Binding", "v1")?;
+    let node = binding["target"]["name"].as_str().unwrap_or("").to_string();
+    if node.is_empty() {
+        let cause =
+            crate::status::cause("FieldValueRequired", "target.name", "Required value".into());
+        return Err(ApiError::Invalid(
+            Subject::new("", "Binding", call.name()),
+            vec![cause],
+        ));
+    }
+    let name = call.name().to_string();
+    call.registry
+        .update_with(
+            call.res(),
+            call.ns(),
+            &name,
+            Some("binding"),
+            call.query.dry_run,
+            |old| {
+                let current = old["spec"]["nodeName"].as_str().unwrap_or("");
+                if !current.is_empty() {
+                    return Err(ApiError::Conflict(
+                        Subject::new("", "pods/binding", &name),
+                        format!("pod {name} is already assigned to node \"{current}\""),
+                    ));
+                }
+                if !old["metadata"]["deletionTimestamp"].is_null() {
+                    return Err(ApiError::Conflict(
+                        Subject::new("", "pods/binding", &name),
+                        format!("pod {name} is being deleted, cannot be assigned to a host"),
+                    ));
+                }
+                let mut new = old.clone();
+                new["spec"]["nodeName"] = json!(node);
+                scheduled_condition(&mut new);
+                new["metadata"]["resourceVersion"] = binding["metadata"]["resourceVersion"].clone();
+                Ok(new)
+            },
+        )
+        .await?;
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+    Ok(content::respond(StatusCode::CREATED, &status, Output::Json))
+}
+
+/// Binding marks the pod scheduled, as upstream's binding REST does.
+fn scheduled_condition(pod: &mut Value) {
+    let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
+                      "lastTransitionTime": crate::metadata::now_rfc3339()});
+    match pod["status"]["conditions"].as_array_mut() {
+        Some(conds) => {
+            conds.retain(|c| c["type"] != "PodScheduled");
+            conds.push(cond);
+        }
+        None => pod["status"]["conditions"] = json!([cond]),
+    }
+}

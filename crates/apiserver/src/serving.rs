@@ -1,0 +1,517 @@
+//! The listeners: HTTPS (HTTP/1.1 and HTTP/2 by ALPN, client certificates requested but optional)
+//! and, only when configured, the legacy localhost HTTP port without authentication (seed 003).
+//! Every request passes through one dispatcher: authenticate, route (health, version, metrics,
+//! discovery, resources), authorize, count.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use bytes::Bytes;
+use http::{header, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::allocators::{Allocators, Cidr, CidrError};
+use crate::authn::{Authenticator, AuthnError, Credentials, UserInfo};
+use crate::authz::{AlwaysAllow, Attributes, Authorizer, Decision};
+use crate::config::{AuthorizationMode, Config};
+use crate::metrics::{Metrics, RequestKind};
+use crate::registry::Registry;
+use crate::request::{self, Query};
+use crate::rest::{self, Call};
+use crate::status::{ApiError, Subject};
+use crate::storage::DynStore;
+use crate::watch_cache::WatchCache;
+use crate::{discovery, health, namespaces};
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: no {what} found in PEM")]
+    Pem { path: String, what: &'static str },
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("client CA: {0}")]
+    ClientCa(String),
+    #[error(transparent)]
+    Authn(#[from] AuthnError),
+    #[error(transparent)]
+    Cidr(#[from] CidrError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("datastore: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("creating the cluster's initial objects: {0}")]
+    Bootstrap(ApiError),
+}
+
+/// Per-connection facts the dispatcher needs.
+#[derive(Clone, Default)]
+struct Connection {
+    client_cert: Option<Arc<Vec<u8>>>,
+    insecure: bool,
+}
+
+pub(crate) struct App {
+    pub registry: Arc<Registry>,
+    authn: Authenticator,
+    authz: Arc<dyn Authorizer>,
+    metrics: Metrics,
+    server_address: String,
+    pub store: DynStore,
+    max_body: usize,
+}
+
+/// A bound, bootstrapped API server, ready to serve.
+pub struct Server {
+    app: Arc<App>,
+    tls: Arc<rustls::ServerConfig>,
+    listener: TcpListener,
+    insecure: Option<TcpListener>,
+    finalizer: mpsc::UnboundedReceiver<String>,
+}
+
+/// Binds, bootstraps and serves until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    store: DynStore,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    Server::bind(config, store).await?.serve(shutdown).await
+}
+
+impl Server {
+    pub async fn bind(config: Config, store: DynStore) -> Result<Server, ServeError> {
+        let tls = Arc::new(tls_config(&config)?);
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let insecure = match config.insecure_bind {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let local = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let port = if config.advertise_port == 0 {
+            local.port()
+        } else {
+            config.advertise_port
+        };
+        let advertise = config
+            .advertise_address
+            .unwrap_or_else(|| advertise_default(local.ip()));
+        let cache = WatchCache::start(store.clone()).await?;
+        let allocators = Arc::new(Allocators::new(
+            Cidr::parse(&config.service_cidr)?,
+            config.node_port_range.clone(),
+        ));
+        let (terminating, finalizer) = mpsc::unbounded_channel();
+        let registry = Arc::new(Registry {
+            store: store.clone(),
+            cache,
+            allocators,
+            terminating,
+        });
+        namespaces::bootstrap(&registry, advertise, port)
+            .await
+            .map_err(ServeError::Bootstrap)?;
+        let app = Arc::new(App {
+            registry,
+            authn: Authenticator::from_config(&config)?,
+            authz: authorizer(config.authorization_mode),
+            metrics: Metrics::new(),
+            server_address: SocketAddr::new(advertise, port).to_string(),
+            store,
+            max_body: config.max_request_bytes,
+        });
+        Ok(Server {
+            app,
+            tls,
+            listener,
+            insecure,
+            finalizer,
+        })
+    }
+
+    /// The secure port's bound address (useful when the configured port was 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
+    }
+
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let router = Router::new()
+            .fallback(dispatch)
+            .with_state(self.app.clone());
+        let finalizer = tokio::spawn(namespaces::run_finalizer(
+            self.app.registry.clone(),
+            self.finalizer,
+        ));
+        let mut conns = JoinSet::new();
+        let acceptor = TlsAcceptor::from(self.tls);
+        tokio::pin!(shutdown);
+        tracing::info!(addr = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "API server listening");
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((tcp, _)) => { conns.spawn(serve_tls(acceptor.clone(), tcp, router.clone())); }
+                    Err(e) => tracing::warn!(error = %e, "accept failed"),
+                },
+                accepted = accept_optional(self.insecure.as_ref()) => match accepted {
+                    Ok((tcp, _)) => { conns.spawn(serve_conn(TokioIo::new(tcp), Connection { client_cert: None, insecure: true }, router.clone())); }
+                    Err(e) => tracing::warn!(error = %e, "accept failed"),
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        finalizer.abort();
+        // Watches never end by themselves; give ordinary requests a moment, then cut the rest.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while conns.join_next().await.is_some() {}
+        })
+        .await;
+        conns.abort_all();
+        Ok(())
+    }
+}
+
+fn advertise_default(bound: IpAddr) -> IpAddr {
+    if bound.is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        bound
+    }
+}
+
+fn authorizer(mode: AuthorizationMode) -> Arc<dyn Authorizer> {
+    if mode != AuthorizationMode::AlwaysAllow {
+        tracing::warn!(%mode, "authorization mode not implemented yet; using AlwaysAllow");
+    }
+    Arc::new(AlwaysAllow)
+}
+
+async fn accept_optional(
+    l: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn serve_tls(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, router: Router) {
+    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let client_cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| Arc::new(c.to_vec()));
+    serve_conn(
+        TokioIo::new(tls),
+        Connection {
+            client_cert,
+            insecure: false,
+        },
+        router,
+    )
+    .await;
+}
+
+async fn serve_conn<I>(io: TokioIo<I>, conn: Connection, router: Router)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(conn.clone());
+        router.clone().oneshot(req.map(Body::new))
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if let Err(e) = builder.serve_connection_with_upgrades(io, svc).await {
+        tracing::debug!(error = %e, "connection ended");
+    }
+}
+
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, ServeError> {
+    std::fs::read(path).map_err(|source| ServeError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn tls_config(config: &Config) -> Result<rustls::ServerConfig, ServeError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs: Vec<_> = rustls_pemfile::certs(&mut read_pem(&config.tls_cert)?.as_slice())
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(ServeError::Pem {
+            path: config.tls_cert.display().to_string(),
+            what: "certificate",
+        });
+    }
+    let key = rustls_pemfile::private_key(&mut read_pem(&config.tls_key)?.as_slice())
+        .ok()
+        .flatten()
+        .ok_or_else(|| ServeError::Pem {
+            path: config.tls_key.display().to_string(),
+            what: "private key",
+        })?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match &config.client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_pemfile::certs(&mut read_pem(ca)?.as_slice()).filter_map(Result::ok) {
+                roots.add(c)?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| ServeError::ClientCa(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut tls = builder.with_single_cert(certs, key)?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
+/// Paths upstream serves to `system:anonymous` (the `system:public-info-viewer` role).
+fn anonymous_allowed(path: &str) -> bool {
+    let base = path.split('/').nth(1).unwrap_or("");
+    matches!(base, "healthz" | "livez" | "readyz") || path == "/version" || path == "/version/"
+}
+
+fn user_for(app: &App, conn: &Connection, req: &Request) -> Option<UserInfo> {
+    if conn.insecure {
+        return Some(UserInfo {
+            name: "system:unsecured".into(),
+            uid: String::new(),
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
+        });
+    }
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    app.authn.authenticate(&Credentials {
+        client_cert: conn.client_cert.as_deref().map(Vec::as_slice),
+        authorization,
+    })
+}
+
+async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
+    let started = Instant::now();
+    let conn = req
+        .extensions()
+        .get::<Connection>()
+        .cloned()
+        .unwrap_or_default();
+    let mut kind = RequestKind {
+        verb: req.method().to_string(),
+        ..Default::default()
+    };
+    let response = match user_for(&app, &conn, &req) {
+        Some(user) if !user.is_anonymous() || anonymous_allowed(req.uri().path()) => {
+            route(&app, user, req, &mut kind)
+                .await
+                .unwrap_or_else(IntoResponse::into_response)
+        }
+        _ => ApiError::Unauthorized.into_response(),
+    };
+    app.metrics.observe(
+        &kind,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+async fn route(
+    app: &App,
+    user: UserInfo,
+    req: Request,
+    kind: &mut RequestKind,
+) -> Result<Response, ApiError> {
+    let path = req.uri().path().to_string();
+    if let Some((group, version, rest)) =
+        request::split_api_path(&path).filter(|(_, _, rest)| !rest.is_empty())
+    {
+        let query = Query::parse(req.uri().query())?;
+        let info = request::resolve(req.method(), group, version, &rest, &query)?;
+        *kind = metric_kind(&info);
+        authorize(app, &user, &info, &path).await?;
+        let (parts, body) = req.into_parts();
+        let body = read_body(body, &parts.headers, app.max_body).await?;
+        let call = Call {
+            registry: &app.registry,
+            info,
+            query,
+            parts: &parts,
+            body,
+        };
+        return rest::serve(call).await;
+    }
+    let verb = req.method().as_str().to_ascii_lowercase();
+    let attrs = non_resource_attributes(&user, &verb, &path);
+    if let Decision::Deny(reason) = app.authz.authorize(&attrs).await {
+        return Err(ApiError::Forbidden(
+            Subject::default(),
+            crate::authz::forbidden_message(&attrs, &reason),
+        ));
+    }
+    non_resource(app, &path, req).await
+}
+
+async fn non_resource(app: &App, path: &str, req: Request) -> Result<Response, ApiError> {
+    if let Some(resp) = health::serve(path, req.uri().query(), &app.store).await {
+        return Ok(resp);
+    }
+    match path {
+        "/version" | "/version/" => Ok(health::version()),
+        "/metrics" => Ok(crate::content::raw(
+            StatusCode::OK,
+            Bytes::from(app.metrics.encode()),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )),
+        _ => match discovery::serve(path, req.headers(), &app.server_address) {
+            Some(r) => r,
+            None => Err(ApiError::NoSuchResource),
+        },
+    }
+}
+
+fn metric_kind(info: &request::RequestInfo) -> RequestKind {
+    let verb = match info.verb {
+        request::Verb::Get => "GET",
+        request::Verb::List => "LIST",
+        request::Verb::Watch => "WATCH",
+        request::Verb::Create => "POST",
+        request::Verb::Update => "PUT",
+        request::Verb::Patch => "PATCH",
+        request::Verb::Delete => "DELETE",
+        request::Verb::DeleteCollection => "DELETECOLLECTION",
+    };
+    RequestKind {
+        verb: verb.into(),
+        group: info.res.group.into(),
+        resource: info.res.plural.into(),
+        subresource: info.subresource.clone().unwrap_or_default(),
+    }
+}
+
+fn non_resource_attributes(user: &UserInfo, verb: &str, path: &str) -> Attributes {
+    Attributes {
+        user: user.clone(),
+        verb: verb.into(),
+        resource_request: false,
+        api_group: String::new(),
+        api_version: String::new(),
+        resource: String::new(),
+        subresource: String::new(),
+        namespace: String::new(),
+        name: String::new(),
+        path: path.into(),
+    }
+}
+
+async fn authorize(
+    app: &App,
+    user: &UserInfo,
+    info: &request::RequestInfo,
+    path: &str,
+) -> Result<(), ApiError> {
+    let attrs = Attributes {
+        user: user.clone(),
+        verb: info.verb.as_str().into(),
+        resource_request: true,
+        api_group: info.res.group.into(),
+        api_version: info.res.version.into(),
+        resource: info.res.plural.into(),
+        subresource: info.subresource.clone().unwrap_or_default(),
+        namespace: info.namespace.clone().unwrap_or_default(),
+        name: info.name.clone().unwrap_or_default(),
+        path: path.into(),
+    };
+    match app.authz.authorize(&attrs).await {
+        Decision::Allow => Ok(()),
+        Decision::Deny(reason) => Err(ApiError::Forbidden(
+            Subject::new(
+                info.res.group,
+                info.res.plural,
+                info.name.as_deref().unwrap_or(""),
+            ),
+            crate::authz::forbidden_message(&attrs, &reason),
+        )),
+    }
+}
+
+/// Reads the body, refusing more than `max` bytes (upstream: 413 above 3 MiB).
+async fn read_body(body: Body, headers: &http::HeaderMap, max: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(ApiError::TooLarge(max));
+    }
+    let limited = http_body_util::Limited::new(body, max);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::TooLarge(max))
+        }
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "reading the request body: {e}"
+        ))),
+    }
+}
