@@ -16,6 +16,49 @@ pub(super) fn pod_spec(spec: &mut Map<String, Value>) {
         each_obj_mut(spec, key, container);
     }
     each_obj_mut(spec, "volumes", volume);
+    mirror(spec, "serviceAccountName", "serviceAccount");
+}
+
+/// Keeps a field and its deprecated twin equal, as upstream's v1 conversion does: the current
+/// field wins, the old one fills it when only it is set.
+fn mirror(map: &mut Map<String, Value>, current: &str, deprecated: &str) {
+    let get = |m: &Map<String, Value>, k: &str| {
+        m.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+    };
+    match (get(map, current), get(map, deprecated)) {
+        (Some(v), _) => map.insert(deprecated.into(), json!(v)),
+        (None, Some(v)) => map.insert(current.into(), json!(v)),
+        (None, None) => None,
+    };
+}
+
+/// `status.podIP`/`hostIP` and their plural lists describe the same addresses.
+fn status_ips(status: &mut Map<String, Value>) {
+    for (single, plural) in [("podIP", "podIPs"), ("hostIP", "hostIPs")] {
+        let first = status
+            .get(plural)
+            .and_then(|l| l.get(0))
+            .and_then(|e| e.get("ip"))
+            .and_then(Value::as_str)
+            .map(String::from);
+        let one = status
+            .get(single)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(String::from);
+        match (first, one) {
+            (Some(ip), _) => {
+                status.insert(single.into(), json!(ip));
+            }
+            (None, Some(ip)) => {
+                status.insert(plural.into(), json!([{"ip": ip}]));
+            }
+            (None, None) => {}
+        }
+    }
 }
 
 /// Defaults of a pod template (`spec.template` of the workload kinds).
@@ -58,6 +101,7 @@ pub(super) fn pod(obj: &mut Value) {
     }
     if let Some(status) = obj_mut(obj, "status") {
         set_default_str(status, "qosClass", qos);
+        status_ips(status);
     }
 }
 
@@ -242,6 +286,18 @@ mod tests {
             "enableServiceLinks": true, "priority": 0, "preemptionPolicy": "PreemptLowerPriority"},
             "status": {"qosClass": "Burstable"}})
         );
+    }
+
+    #[test]
+    fn deprecated_twins_follow_current_fields() {
+        let mut p = json!({"spec": {"serviceAccount": "old"}, "status": {"podIP": "10.0.0.1", "hostIPs": [{"ip": "192.168.0.2"}]}});
+        pod(&mut p);
+        assert_eq!(p["spec"]["serviceAccountName"], "old");
+        assert_eq!(p["status"]["podIPs"], json!([{"ip": "10.0.0.1"}]));
+        assert_eq!(p["status"]["hostIP"], "192.168.0.2");
+        let mut t = json!({"spec": {"serviceAccountName": "new", "serviceAccount": "old"}});
+        template(&mut t);
+        assert_eq!(t["spec"]["serviceAccount"], "new");
     }
 
     #[test]
