@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(etcd-server etcd-client containerd runc containernetworking-plugins busybox-static
-          openssl nftables iptables iproute2 ca-certificates)
+          openssl curl nftables iptables iproute2 ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -33,17 +33,14 @@ struct Component {
 
 pub fn run(args: StatusArgs) -> Result<ExitCode> {
     let data_dir = &args.data.data_dir;
-    let Some(settings) = Settings::load(data_dir)? else {
-        bail!(
-            "no krust server has been started with {}: run `krust server` (or `make up`) first",
-            data_dir.display()
-        );
-    };
     let runtime = tokio::runtime::Runtime::new()?;
-    let client = runtime.block_on(admin_client(data_dir))?;
-    if args.wait_ready {
-        runtime.block_on(wait_ready(&client, Duration::from_secs(args.timeout)))?;
-    }
+    let client = match args.wait_ready {
+        true => runtime.block_on(wait_ready(data_dir, Duration::from_secs(args.timeout)))?,
+        false => runtime.block_on(admin_client(data_dir))?,
+    };
+    let Some(settings) = Settings::load(data_dir)? else {
+        bail!(not_started(data_dir));
+    };
     let status = runtime.block_on(collect(&settings, data_dir, &client))?;
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
@@ -56,8 +53,18 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
     })
 }
 
+fn not_started(data_dir: &std::path::Path) -> String {
+    format!(
+        "no krust server has been started with {}: run `krust server` (or `make up`) first",
+        data_dir.display()
+    )
+}
+
 async fn admin_client(data_dir: &std::path::Path) -> Result<kube::Client> {
     let path = data_dir.join("credentials/client.config");
+    if !path.exists() {
+        bail!(not_started(data_dir));
+    }
     let kubeconfig = kube::config::Kubeconfig::read_from(&path)
         .with_context(|| format!("cannot read the admin kubeconfig {}", path.display()))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
@@ -75,13 +82,21 @@ async fn is_ready(client: &kube::Client) -> bool {
     }
 }
 
-/// Polls /readyz with a spinner until it answers ok or `timeout` passes.
-async fn wait_ready(client: &kube::Client, timeout: Duration) -> Result<()> {
+/// Waits, with a spinner, for a server that may still be starting: its admin kubeconfig to be
+/// written, then /readyz to answer ok; gives up after `timeout`.
+async fn wait_ready(data_dir: &std::path::Path, timeout: Duration) -> Result<kube::Client> {
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.set_message("waiting for the API server to be ready");
     spinner.enable_steady_tick(Duration::from_millis(120));
     let start = Instant::now();
-    while !is_ready(client).await {
+    loop {
+        if let Ok(client) = admin_client(data_dir).await {
+            if is_ready(&client).await {
+                let secs = start.elapsed().as_secs_f64();
+                spinner.finish_with_message(format!("ready after {secs:.1}s"));
+                return Ok(client);
+            }
+        }
         if start.elapsed() > timeout {
             spinner.finish_and_clear();
             bail!(
@@ -91,8 +106,6 @@ async fn wait_ready(client: &kube::Client, timeout: Duration) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    spinner.finish_with_message(format!("ready after {:.1}s", start.elapsed().as_secs_f64()));
-    Ok(())
 }
 
 async fn collect(
