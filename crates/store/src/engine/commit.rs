@@ -115,6 +115,7 @@ fn stopped() -> StoreError {
 fn apply_in_memory(core: &Core, op: WriteOp) -> Result<WriteResult, StoreError> {
     let mut state = core.write();
     let result = state.apply(op, &mut Vec::new());
+    state.enforce_retention(&mut Vec::new());
     core.publish(&mut state);
     result
 }
@@ -166,6 +167,7 @@ impl Writer {
                 results.push(state.apply(job.op, &mut entries));
                 replies.push(job.reply);
             }
+            state.enforce_retention(&mut entries);
         }
         if let Err(e) = self.persist(&entries) {
             tracing::error!(error = %e, "store log write failed; refusing further writes");

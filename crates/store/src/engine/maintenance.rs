@@ -54,10 +54,8 @@ impl Engine {
         };
         let now = Instant::now();
         samples.push_back((now, current));
+        // The revision limit is enforced on the commit path; only time is checked here.
         let mut target = 0;
-        if let Some(n) = self.opts.retain_revisions {
-            target = target.max(current - n.max(1));
-        }
         if let Some(d) = self.opts.retain_duration {
             while samples.len() > 1 && samples[1].0 + d <= now {
                 samples.pop_front();

@@ -109,7 +109,9 @@ impl Engine {
             compacted = rec.state.mvcc.compacted,
             "datastore engine recovered"
         );
-        let core = Core::new(rec.state);
+        let mut state = rec.state;
+        state.retain_revisions = opts.retain_revisions;
+        let core = Core::new(state);
         let segment = log::Segment::create(dir, rec.next_seq).map_err(io)?;
         let reclaimer = snapshot::Reclaimer {
             min_log_bytes: opts.snapshot_min_log_bytes,
@@ -143,6 +145,7 @@ impl Engine {
     pub fn in_memory_with(opts: EngineOptions) -> Arc<Engine> {
         let state = State {
             durable: 1,
+            retain_revisions: opts.retain_revisions,
             ..Default::default()
         };
         Engine::start(Core::new(state), Committer::Memory, opts, None)

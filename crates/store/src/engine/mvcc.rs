@@ -251,20 +251,34 @@ impl Mvcc {
     }
 
     /// Drops every version not visible at or after `rev`, and the history before it.
+    ///
+    /// Only keys changed in the history up to `rev` can have versions to drop (older ones were
+    /// trimmed by the previous compaction, and a restored base has one version per key), so the
+    /// cost is proportional to the changes compacted, not to the number of keys.
     pub fn compact(&mut self, rev: i64) {
         self.compacted = self.compacted.max(rev);
+        let mut touched: Vec<Vec<u8>> = Vec::new();
+        for h in self.history.iter().take_while(|h| h.rev <= rev) {
+            touched.extend(h.changes.iter().map(|c| c.kv.key.clone()));
+        }
         while self.history.front().is_some_and(|h| h.rev < rev) {
             self.history.pop_front();
         }
-        self.keys.retain(|_, versions| {
+        touched.sort_unstable();
+        touched.dedup();
+        for key in touched {
+            let Some(versions) = self.keys.get_mut(&key) else {
+                continue;
+            };
             // Keep the newest version at or below `rev` (unless it is a tombstone) and all newer.
-            let keep_from = versions.iter().rposition(|v| v.mod_rev <= rev);
-            if let Some(i) = keep_from {
+            if let Some(i) = versions.iter().rposition(|v| v.mod_rev <= rev) {
                 let drop = if versions[i].kv.is_none() { i + 1 } else { i };
                 versions.drain(..drop);
             }
-            !versions.is_empty()
-        });
+            if versions.is_empty() {
+                self.keys.remove(&key);
+            }
+        }
     }
 
     /// The state a snapshot must hold: for each key its version at `compacted` (the base), and the

@@ -30,6 +30,8 @@ pub(crate) struct State {
     pub leases: Leases,
     /// The newest revision that is on disk; plain reads and watches see exactly this far.
     pub durable: i64,
+    /// Revisions of history to keep; older ones are compacted as writes go.
+    pub retain_revisions: Option<i64>,
 }
 
 /// A request that changes state; it goes through the commit path.
@@ -86,6 +88,22 @@ impl State {
             log.push(Entry::commit(&changes));
         }
         Ok(result)
+    }
+
+    /// Compacts history beyond `retain_revisions`. Done on the commit path after every batch,
+    /// so the retained window never overshoots, however fast writes come.
+    pub fn enforce_retention(&mut self, log: &mut Vec<Entry>) {
+        let Some(n) = self.retain_revisions else {
+            return;
+        };
+        let target = self.mvcc.current - n.max(1);
+        if target > self.mvcc.compacted {
+            self.mvcc.compact(target);
+            log.push(Entry {
+                compact: target,
+                ..Default::default()
+            });
+        }
     }
 
     /// Replays one logged entry during recovery.
