@@ -12,6 +12,7 @@ mod duration;
 mod fields;
 mod format;
 mod json;
+mod quantity;
 mod table;
 mod validation;
 

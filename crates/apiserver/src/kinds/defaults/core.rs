@@ -2,6 +2,7 @@
 //! namespace strategy's `kubernetes` finalizer).
 
 use crate::kinds::json::{each_obj_mut, obj_mut, set_default, set_default_str, str_at};
+use crate::kinds::quantity::{canonicalize_list, canonicalize_lists};
 use serde_json::{json, Map, Value};
 
 pub(super) fn service(obj: &mut Value) {
@@ -139,6 +140,7 @@ pub(super) fn namespace(obj: &mut Value) {
 }
 
 pub(super) fn persistent_volume(obj: &mut Value) {
+    canonicalize_lists(obj, &["/spec/capacity"]);
     if let Some(spec) = obj_mut(obj, "spec") {
         set_default_str(spec, "persistentVolumeReclaimPolicy", "Retain");
         set_default_str(spec, "volumeMode", "Filesystem");
@@ -151,6 +153,15 @@ pub(super) fn persistent_volume(obj: &mut Value) {
 
 /// A PersistentVolumeClaim, also as embedded in stateful sets' volumeClaimTemplates.
 pub(super) fn pvc(obj: &mut Value) {
+    canonicalize_lists(
+        obj,
+        &[
+            "/spec/resources/requests",
+            "/spec/resources/limits",
+            "/status/capacity",
+            "/status/allocatedResources",
+        ],
+    );
     if let Some(spec) = obj_mut(obj, "spec") {
         set_default_str(spec, "volumeMode", "Filesystem");
     }
@@ -164,6 +175,7 @@ fn pending(obj: &mut Value) {
 }
 
 pub(super) fn node(obj: &mut Value) {
+    canonicalize_lists(obj, &["/status/capacity", "/status/allocatable"]);
     let capacity = obj
         .pointer("/status/capacity")
         .filter(|c| c.is_object())
@@ -181,12 +193,25 @@ pub(super) fn endpoints(obj: &mut Value) {
     }
 }
 
+pub(super) fn resource_quota(obj: &mut Value) {
+    canonicalize_lists(obj, &["/spec/hard", "/status/hard", "/status/used"]);
+}
+
 /// Container limit items: default limit from max, default request from the default limit or min.
 pub(super) fn limit_range(obj: &mut Value) {
     let Some(spec) = obj_mut(obj, "spec") else {
         return;
     };
     each_obj_mut(spec, "limits", |item| {
+        for key in [
+            "max",
+            "min",
+            "default",
+            "defaultRequest",
+            "maxLimitRequestRatio",
+        ] {
+            canonicalize_list(item.get_mut(key));
+        }
         if item.get("type").and_then(Value::as_str) != Some("Container") {
             return;
         }
@@ -263,9 +288,15 @@ mod tests {
             json!({"spec": {"hostPath": {"path": "/x", "type": ""}, "persistentVolumeReclaimPolicy": "Retain",
             "volumeMode": "Filesystem"}, "status": {"phase": "Pending"}})
         );
-        let mut n = json!({"status": {"capacity": {"cpu": "2"}}});
+        let mut n = json!({"status": {"capacity": {"cpu": 2, "memory": "2048Mi"}}});
         node(&mut n);
-        assert_eq!(n["status"]["allocatable"], json!({"cpu": "2"}));
+        assert_eq!(
+            n["status"]["allocatable"],
+            json!({"cpu": "2", "memory": "2Gi"})
+        );
+        let mut q = json!({"spec": {"hard": {"requests.cpu": "1000m"}}});
+        resource_quota(&mut q);
+        assert_eq!(q["spec"]["hard"]["requests.cpu"], "1");
         let mut ep = json!({"subsets": [{"ports": [{"port": 80}]}]});
         endpoints(&mut ep);
         assert_eq!(ep["subsets"][0]["ports"][0]["protocol"], "TCP");

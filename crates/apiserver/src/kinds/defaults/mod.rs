@@ -24,6 +24,7 @@ const DEFAULTERS: &[(&str, &str, Defaulter)] = &[
     ("", "Node", core::node),
     ("", "Endpoints", core::endpoints),
     ("", "LimitRange", core::limit_range),
+    ("", "ResourceQuota", core::resource_quota),
     ("apps", "Deployment", workloads::deployment),
     ("apps", "ReplicaSet", workloads::replica_set),
     ("apps", "DaemonSet", workloads::daemon_set),

@@ -3,6 +3,7 @@
 //! admission plugin's priority 0).
 
 use crate::kinds::json::{each_obj_mut, obj_mut, set_default, set_default_str};
+use crate::kinds::quantity::{canonicalize, canonicalize_list, canonicalize_lists};
 use serde_json::{json, Map, Value};
 
 /// Defaults of a `PodSpec`, wherever it is embedded (pods and every pod template).
@@ -17,6 +18,7 @@ pub(super) fn pod_spec(spec: &mut Map<String, Value>) {
     }
     each_obj_mut(spec, "volumes", volume);
     mirror(spec, "serviceAccountName", "serviceAccount");
+    canonicalize_list(spec.get_mut("overhead"));
 }
 
 /// Keeps a field and its deprecated twin equal, as upstream's v1 conversion does: the current
@@ -163,6 +165,9 @@ fn requests_from_limits(c: &mut Map<String, Value>) {
 }
 
 fn container(c: &mut Map<String, Value>) {
+    if let Some(resources) = c.get_mut("resources") {
+        canonicalize_lists(resources, &["/limits", "/requests"]);
+    }
     if c.get("imagePullPolicy")
         .and_then(Value::as_str)
         .is_none_or(str::is_empty)
@@ -229,6 +234,9 @@ fn image_tag(image: &str) -> &str {
 
 /// A volume without a source is an emptyDir; file modes default to 0644.
 fn volume(v: &mut Map<String, Value>) {
+    if let Some(size) = v.get_mut("emptyDir").and_then(|e| e.get_mut("sizeLimit")) {
+        canonicalize(size);
+    }
     if v.keys().all(|k| k == "name") {
         v.insert("emptyDir".into(), json!({}));
     }
@@ -266,7 +274,7 @@ mod tests {
     #[test]
     fn pod_defaults_like_upstream() {
         let mut p = json!({"spec": {"containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 80}],
-            "resources": {"limits": {"cpu": "1"}}, "readinessProbe": {"httpGet": {"port": 80}},
+            "resources": {"limits": {"cpu": 1, "memory": "1024Mi"}}, "readinessProbe": {"httpGet": {"port": 80}},
             "env": [{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}],
             "volumes": [{"name": "scratch"}, {"name": "cfg", "configMap": {"name": "c"}}]}});
         pod(&mut p);
@@ -275,7 +283,7 @@ mod tests {
             json!({"spec": {
             "containers": [{"name": "web", "image": "nginx", "imagePullPolicy": "Always",
                 "ports": [{"containerPort": 80, "protocol": "TCP"}],
-                "resources": {"limits": {"cpu": "1"}, "requests": {"cpu": "1"}},
+                "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}},
                 "readinessProbe": {"httpGet": {"port": 80, "path": "/", "scheme": "HTTP"},
                     "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3},
                 "env": [{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name", "apiVersion": "v1"}}}],
@@ -284,7 +292,7 @@ mod tests {
             "dnsPolicy": "ClusterFirst", "restartPolicy": "Always", "securityContext": {},
             "terminationGracePeriodSeconds": 30, "schedulerName": "default-scheduler",
             "enableServiceLinks": true, "priority": 0, "preemptionPolicy": "PreemptLowerPriority"},
-            "status": {"qosClass": "Burstable"}})
+            "status": {"qosClass": "Guaranteed"}})
         );
     }
 
