@@ -132,6 +132,11 @@ fn format(nanos: i128, format: Format) -> String {
     format!("{sign}{mantissa}{suffix}")
 }
 
+/// A quantity's value in nano-units (for comparisons), or `None` if it does not parse.
+pub fn nanos(s: &str) -> Option<i128> {
+    parse(s).map(|(n, _)| n)
+}
+
 /// The canonical form of a quantity string, or `None` if it does not parse.
 pub fn canonical(s: &str) -> Option<String> {
     parse(s).map(|(nanos, f)| format(nanos, f))

@@ -357,35 +357,6 @@ pub fn endpoints(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
     errs
 }
 
-const TAINT_EFFECTS: &[&str] = &["NoExecute", "NoSchedule", "PreferNoSchedule"];
-
-pub fn node(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
-    let mut errs = Vec::new();
-    for (i, t) in arr_at(obj, "spec.taints").iter().enumerate() {
-        let key = str_at(t, "key");
-        let field = format!("spec.taints[{i}].key");
-        if key.is_empty() {
-            errs.push(required(&field, ""));
-        } else {
-            name_errors(&mut errs, &field, key, super::names::qualified_name);
-        }
-        let value = str_at(t, "value");
-        name_errors(
-            &mut errs,
-            &format!("spec.taints[{i}].value"),
-            value,
-            super::names::label_value,
-        );
-        one_of(
-            &mut errs,
-            &format!("spec.taints[{i}].effect"),
-            str_at(t, "effect"),
-            TAINT_EFFECTS,
-        );
-    }
-    errs
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,15 +497,6 @@ mod tests {
         assert_eq!(
             errs[0].message,
             "Required value: at least 1 access mode is required"
-        );
-    }
-
-    #[test]
-    fn node_taints() {
-        let n = json!({"spec": {"taints": [{"key": "a", "effect": "NoSchedule"}, {"key": "", "effect": "Sometimes"}]}});
-        assert_eq!(
-            fields(&node(&n, None)),
-            ["spec.taints[1].key", "spec.taints[1].effect"]
         );
     }
 

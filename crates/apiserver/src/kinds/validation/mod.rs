@@ -9,6 +9,8 @@ mod events;
 mod meta;
 mod names;
 mod pod;
+mod resources;
+mod scheduling;
 mod workloads;
 
 use super::json::at;
@@ -56,7 +58,7 @@ const KINDS: &[Rules] = &[
     rules("", "ConfigMap", dns1123_subdomain, true, Some(core::config_map)),
     rules("", "Secret", dns1123_subdomain, true, Some(core::secret)),
     rules("", "ServiceAccount", dns1123_subdomain, true, None),
-    rules("", "Node", dns1123_subdomain, false, Some(core::node)),
+    rules("", "Node", dns1123_subdomain, false, Some(node_check)),
     // Upstream checks no name rule for core events beyond URL safety.
     rules("", "Event", path_segment, true, Some(events::core_event)),
     rules("", "LimitRange", dns1123_subdomain, true, None),
@@ -84,6 +86,10 @@ const KINDS: &[Rules] = &[
     rules("storage.k8s.io", "StorageClass", dns1123_subdomain, false, Some(cluster::storage_class)),
     rules("scheduling.k8s.io", "PriorityClass", dns1123_subdomain, false, Some(cluster::priority_class)),
 ];
+
+fn node_check(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+    scheduling::taints(obj)
+}
 
 fn pod_check(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut errs = pod::pod_spec(at(obj, "spec"), "spec", &[]);

@@ -109,10 +109,7 @@ pub fn pod_spec(spec: &Value, path: &str, claim_volumes: &[&str]) -> Vec<Cause> 
         str_at(spec, "dnsPolicy"),
         DNS_POLICIES,
     );
-    errs.extend(labels(
-        at(spec, "nodeSelector"),
-        &format!("{path}.nodeSelector"),
-    ));
+    super::scheduling::tolerations(&mut errs, spec, path);
     for key in ["serviceAccountName", "nodeName"] {
         let value = str_at(spec, key);
         if !value.is_empty() {
@@ -168,6 +165,7 @@ fn container(
     if !name.is_empty() && !names.insert(name.to_string()) {
         errs.push(duplicate(&name_field, name));
     }
+    super::resources::requirements(errs, at(c, "resources"), &format!("{path}.resources"));
     if str_at(c, "image").trim().is_empty() {
         errs.push(required(&format!("{path}.image"), ""));
     }
