@@ -9,7 +9,7 @@ use super::error::{Result, StrategicPatchError};
 use super::map::merge_map;
 use super::order::{self, Identity};
 use super::schema::{Field, Node};
-use super::value::{merge_key_value, render_list, same};
+use super::value::{merge_key_value, position, render_list, same};
 
 /// What a list holds; upstream requires one element type per list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,18 +18,40 @@ enum Kind {
     Primitives,
 }
 
+/// A merged list, plus how upstream sees the live list afterwards when it orders the result by
+/// `$setElementOrder` (see [`order`]); `None` means the live list as it was.
+pub(crate) struct Merged {
+    pub items: Vec<Value>,
+    pub server_view: Option<Vec<Value>>,
+}
+
 /// Merges a patch list into an original list of a field with strategy `merge`.
 pub(crate) fn merge_list(
     original: Vec<Value>,
     patch: Vec<Value>,
     field: &Field,
 ) -> Result<Vec<Value>> {
+    merge_list_viewed(original, patch, field).map(|m| m.items)
+}
+
+/// [`merge_list`], also returning upstream's view of the live list.
+pub(crate) fn merge_list_viewed(
+    original: Vec<Value>,
+    patch: Vec<Value>,
+    field: &Field,
+) -> Result<Merged> {
     if original.is_empty() && patch.is_empty() {
-        return Ok(original);
+        return Ok(Merged {
+            items: original,
+            server_view: None,
+        });
     }
     match element_kind(&original, &patch)? {
         Kind::Maps => merge_maps_by_key(original, patch, field),
-        Kind::Primitives => union_primitives(original, patch),
+        Kind::Primitives => Ok(Merged {
+            items: union_primitives(original, patch)?,
+            server_view: None,
+        }),
     }
 }
 
@@ -68,25 +90,49 @@ fn union_primitives(original: Vec<Value>, patch: Vec<Value>) -> Result<Vec<Value
     order::normalize(merged, Identity::Value, &patch, &original)
 }
 
-fn merge_maps_by_key(original: Vec<Value>, patch: Vec<Value>, field: &Field) -> Result<Vec<Value>> {
+fn merge_maps_by_key(original: Vec<Value>, patch: Vec<Value>, field: &Field) -> Result<Merged> {
     let key = field
         .merge_key
         .ok_or_else(|| StrategicPatchError::NoMergeKeyDeclared(field.name.to_string()))?;
-    let (original, patch) = apply_element_directives(original, patch, key)?;
+    let (original, patch, deleted) = apply_element_directives(original, patch, key)?;
     let identity = Identity::MergeKey(key);
     let server_order = identity.of_all(&original)?;
     let patch_order = identity.of_all(&patch)?;
+    let server_view = server_view(&server_order, &patch_order, deleted);
     let merged = merge_by_key(original, patch, key, field.node)?;
-    order::normalize(merged, identity, &patch_order, &server_order)
+    let items = order::normalize(merged, identity, &patch_order, &server_order)?;
+    Ok(Merged {
+        items,
+        server_view: Some(server_view),
+    })
+}
+
+/// Upstream deletes and appends in the live list's own backing array, so when it later orders by
+/// `$setElementOrder` it sees the live list with deleted elements gone and the first appended
+/// elements in their slots. That decides where server-only elements land (e.g. a sidecar after a
+/// container that kubectl replaced), so krust reproduces the view: the survivors, then as many new
+/// merge keys as elements were deleted.
+fn server_view(survivors: &[Value], patch_keys: &[Value], deleted: usize) -> Vec<Value> {
+    let mut view = survivors.to_vec();
+    let mut added = 0;
+    for key in patch_keys {
+        if added < deleted && position(&view, key).is_none() {
+            view.push(key.clone());
+            added += 1;
+        }
+    }
+    view
 }
 
 /// Applies `$patch` elements: `delete` removes every original element with that merge-key value,
-/// `replace` discards the original list. Returns the original and the plain patch elements.
+/// `replace` discards the original list. Returns the original, the plain patch elements and how
+/// many original elements were deleted.
 fn apply_element_directives(
     mut original: Vec<Value>,
     patch: Vec<Value>,
     key: &str,
-) -> Result<(Vec<Value>, Vec<Value>)> {
+) -> Result<(Vec<Value>, Vec<Value>, usize)> {
+    let before = original.len();
     let mut plain = Vec::with_capacity(patch.len());
     let mut replace = false;
     for element in patch {
@@ -100,12 +146,13 @@ fn apply_element_directives(
             Some(Directive::Merge) => return Err(StrategicPatchError::MergeDirectiveInList),
         }
     }
+    let deleted = before - original.len();
     // After `replace` the plain elements are the whole list; merging them into an empty list keeps
     // their order and strips nulls like any new value.
     Ok(if replace {
-        (Vec::new(), plain)
+        (Vec::new(), plain, deleted)
     } else {
-        (original, plain)
+        (original, plain, deleted)
     })
 }
 

@@ -12,6 +12,8 @@ mod list;
 mod map;
 mod order;
 mod schema;
+#[cfg(test)]
+mod upstream_cases;
 mod value;
 
 use serde_json::{Map, Value};

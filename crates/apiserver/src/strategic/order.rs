@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::directives::{self, SET_ELEMENT_ORDER};
 use super::error::{Result, StrategicPatchError};
-use super::list::{is_directive, merge_list};
+use super::list::{is_directive, merge_list_viewed, Merged};
 use super::map::fresh;
 use super::schema::{Field, Node};
 use super::value::{expect_list, expect_map, merge_key_value, position, render_list, same};
@@ -128,15 +128,24 @@ fn ordered_list(
 ) -> Result<Option<Vec<Value>>> {
     let identity = field.merge_key.map_or(Identity::Value, Identity::MergeKey);
     validate_order(patch.as_deref().unwrap_or_default(), order, identity)?;
-    let server_order = identity.of_all(current.as_deref().unwrap_or_default())?;
-    let merged = match (current, patch) {
+    let live_order = identity.of_all(current.as_deref().unwrap_or_default())?;
+    let Merged { items, server_view } = match (current, patch) {
         (None, None) => return Ok(None),
-        (Some(current), None) => current,
-        (Some(current), Some(patch)) if field.strategy.merge => merge_list(current, patch, field)?,
-        (_, Some(patch)) => expect_list(fresh(Value::Array(patch), field)?)?,
+        (Some(current), None) => Merged {
+            items: current,
+            server_view: None,
+        },
+        (Some(current), Some(patch)) if field.strategy.merge => {
+            merge_list_viewed(current, patch, field)?
+        }
+        (_, Some(patch)) => Merged {
+            items: expect_list(fresh(Value::Array(patch), field)?)?,
+            server_view: None,
+        },
     };
     let patch_order = identity.of_all(order)?;
-    normalize(merged, identity, &patch_order, &server_order).map(Some)
+    let server_order = server_view.unwrap_or(live_order);
+    normalize(items, identity, &patch_order, &server_order).map(Some)
 }
 
 /// The patch list's elements (deletions and directives aside) must appear in the

@@ -17,7 +17,7 @@ use super::error::{Result, StrategicPatchError};
 const TABLE: &str = include_str!("patch_keys.json");
 
 /// One fact added by hand on top of the derived table.
-struct Addition {
+pub(crate) struct Addition {
     definition: &'static str,
     field: &'static str,
     ty: Option<&'static str>,
@@ -198,8 +198,13 @@ impl Schema {
     }
 
     fn load() -> Result<Schema> {
+        Schema::parse(TABLE, ADDED_AFTER_1_26)
+    }
+
+    /// Parses a table in `patch_keys.json`'s format and applies `additions` on top.
+    pub(crate) fn parse(text: &str, additions: &[Addition]) -> Result<Schema> {
         let raw: RawTable =
-            serde_json::from_str(TABLE).map_err(|e| StrategicPatchError::Table(e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| StrategicPatchError::Table(e.to_string()))?;
         let mut definitions = HashMap::new();
         for (name, fields) in raw.definitions {
             let def = fields
@@ -208,7 +213,7 @@ impl Schema {
                 .collect::<Result<Definition>>()?;
             definitions.insert(name, def);
         }
-        for addition in ADDED_AFTER_1_26 {
+        for addition in additions {
             apply_addition(&mut definitions, addition)?;
         }
         Ok(Schema {
