@@ -11,6 +11,7 @@ mod names;
 mod pod;
 mod resources;
 mod scheduling;
+mod unions;
 mod workloads;
 
 use super::json::at;

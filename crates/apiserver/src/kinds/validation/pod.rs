@@ -68,6 +68,7 @@ pub fn pod_spec(spec: &Value, path: &str, claim_volumes: &[&str]) -> Vec<Cause> 
     let mut errs = Vec::new();
     let mut volumes: HashSet<&str> = claim_volumes.iter().copied().collect();
     for (i, v) in arr_at(spec, "volumes").iter().enumerate() {
+        super::unions::volume(&mut errs, v, &format!("{path}.volumes[{i}]"));
         let (field, name) = (format!("{path}.volumes[{i}].name"), str_at(v, "name"));
         if name.is_empty() {
             errs.push(required(&field, ""));
@@ -166,6 +167,7 @@ fn container(
         errs.push(duplicate(&name_field, name));
     }
     super::resources::requirements(errs, at(c, "resources"), &format!("{path}.resources"));
+    super::unions::handlers(errs, c, path);
     if str_at(c, "image").trim().is_empty() {
         errs.push(required(&format!("{path}.image"), ""));
     }
