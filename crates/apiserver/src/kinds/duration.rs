@@ -47,7 +47,9 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
                 b'-' => -1,
                 _ => return None,
             };
-            sign * (num(19 + 1..19 + 3)? * 3600 + num(19 + 4..19 + 6)? * 60)
+            // The offset sits at the end, after any fraction.
+            let at = s.len() - 6;
+            sign * (num(at + 1..at + 3)? * 3600 + num(at + 4..at + 6)? * 60)
         }
         _ => return None,
     };
@@ -63,6 +65,31 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// Seconds since the epoch as RFC 3339 in UTC, whole seconds (Go's `time.RFC3339` of a UTC time).
+pub fn format_rfc3339(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (inverse of `days_from_civil`).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// apimachinery's `duration.HumanDuration` for a whole number of seconds.
@@ -183,6 +210,22 @@ mod tests {
         for (secs, want) in cases {
             assert_eq!(human_duration(secs), want, "{secs}");
         }
+    }
+
+    #[test]
+    fn formats_rfc3339() {
+        for s in [
+            "1970-01-01T00:00:00Z",
+            "2024-02-29T12:34:56Z",
+            "1999-12-31T23:59:59Z",
+            "2100-03-01T00:00:00Z",
+        ] {
+            assert_eq!(format_rfc3339(parse_rfc3339(s).unwrap()), s);
+        }
+        assert_eq!(
+            format_rfc3339(parse_rfc3339("2024-02-29T14:34:56.5+02:00").unwrap()),
+            "2024-02-29T12:34:56Z"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod pod;
 pub(crate) use pod::pod_ip;
 mod workloads;
 
-use super::duration::since;
+use super::duration::{format_rfc3339, parse_rfc3339, since};
 use super::json::{arr_at, at, str_at};
 use super::Column;
 use serde_json::Value;
@@ -155,7 +155,12 @@ pub fn row(group: &str, kind: &str, obj: &Value, now: i64) -> Vec<Value> {
 }
 
 fn created_at_row(obj: &Value, _now: i64) -> Vec<Value> {
-    cells![name(obj), at(obj, "metadata.creationTimestamp").clone()]
+    // Upstream prints the time in UTC, whole seconds; an unset time is Go's zero time.
+    let created = at(obj, "metadata.creationTimestamp")
+        .as_str()
+        .and_then(parse_rfc3339);
+    let cell = created.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), format_rfc3339);
+    cells![name(obj), cell]
 }
 
 /// metadata.name.
@@ -260,7 +265,8 @@ mod tests {
             cols.iter().map(|c| (c.name, c.type_)).collect::<Vec<_>>(),
             [("Name", "string"), ("Created At", "date")]
         );
-        let obj = json!({"metadata": {"name": "r", "creationTimestamp": "2024-01-01T00:00:00Z"}});
+        let obj =
+            json!({"metadata": {"name": "r", "creationTimestamp": "2024-01-01T01:00:00.25+01:00"}});
         assert_eq!(
             row("rbac.authorization.k8s.io", "Role", &obj, 0),
             cells!["r", "2024-01-01T00:00:00Z"]
