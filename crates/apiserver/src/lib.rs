@@ -19,6 +19,7 @@ mod health;
 mod metadata;
 mod metrics;
 mod namespaces;
+mod openapi;
 mod patch;
 mod registry;
 mod request;

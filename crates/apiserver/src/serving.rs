@@ -413,6 +413,11 @@ async fn non_resource(app: &App, path: &str, req: Request) -> Result<Response, A
     if let Some(resp) = health::serve(path, req.uri().query(), &app.store).await {
         return Ok(resp);
     }
+    if let Some(resp) =
+        crate::openapi::serve(path).or_else(|| crate::openapi::serve_v2(path, req.headers()))
+    {
+        return Ok(resp);
+    }
     match path {
         "/version" | "/version/" => Ok(health::version()),
         "/metrics" => Ok(crate::content::raw(
