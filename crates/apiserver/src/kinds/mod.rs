@@ -13,6 +13,8 @@ mod fields;
 mod format;
 mod json;
 mod quantity;
+#[cfg(test)]
+mod samples;
 mod table;
 mod validation;
 
