@@ -664,7 +664,7 @@ fn malformed_patches_are_rejected_with_upstream_messages() {
     .unwrap_err();
     assert_eq!(err, StrategicPatchError::PatchNotMatchRetainKeys);
     let err = pod(
-        json!({}),
+        json!({"metadata": {}}),
         json!({"metadata": {"$deleteFromPrimitiveList/finalizers": "a"}}),
     )
     .unwrap_err();

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::directives::{Directive, PATCH};
+use super::directives::{strip_directives, Directive, PATCH};
 use super::error::{Result, StrategicPatchError};
 use super::map::merge_map;
 use super::order::{self, Identity};
@@ -179,7 +179,8 @@ fn merge_by_key(
                 };
                 original[i] = Value::Object(merge_map(current, element, node)?);
             }
-            None => original.push(Value::Object(merge_map(Map::new(), element, node)?)),
+            // A new element is taken as is, as upstream appends it.
+            None => original.extend(strip_directives(Value::Object(element))),
         }
     }
     Ok(original)

@@ -4,7 +4,9 @@
 
 use serde_json::{Map, Value};
 
-use super::directives::{self, Directive, DELETE_FROM_PRIMITIVE_LIST, PATCH};
+use super::directives::{
+    self, strip_directives, strip_map_directives, Directive, DELETE_FROM_PRIMITIVE_LIST, PATCH,
+};
 use super::error::{Result, StrategicPatchError};
 use super::list;
 use super::order;
@@ -18,7 +20,7 @@ pub(crate) fn merge_map(
     node: Node,
 ) -> Result<Map<String, Value>> {
     if let Some(directive) = patch.remove(PATCH) {
-        return map_directive(&directive, patch, node);
+        return map_directive(&directive, patch);
     }
     directives::apply_retain_keys(&mut original, &mut patch)?;
     order::apply_set_element_order(&mut original, &mut patch, node)?;
@@ -33,13 +35,12 @@ pub(crate) fn merge_map(
 
 /// `$patch` on a map: `replace` makes the patch (minus the directive) the whole value, `delete`
 /// empties it. Upstream rejects `merge` here too; it only means something for whole lists.
-fn map_directive(
-    directive: &Value,
-    patch: Map<String, Value>,
-    node: Node,
-) -> Result<Map<String, Value>> {
+fn map_directive(directive: &Value, mut patch: Map<String, Value>) -> Result<Map<String, Value>> {
     match Directive::parse(directive, &patch)? {
-        Directive::Replace => merge_map(Map::new(), patch, node),
+        Directive::Replace => {
+            strip_map_directives(&mut patch);
+            Ok(patch)
+        }
         Directive::Delete => Ok(Map::new()),
         Directive::Merge => Err(StrategicPatchError::BadPatchType {
             directive: "merge".to_string(),
@@ -59,56 +60,26 @@ fn merge_field(
         return Ok(());
     }
     let field = node.field(key);
-    match original.get_mut(key) {
-        Some(slot) => {
-            let current = slot.take();
-            *slot = merge_value(current, value, &field)?;
-        }
-        None => {
-            original.insert(key.to_string(), fresh(value, &field)?);
-        }
-    }
+    let current = original.get_mut(key).map(Value::take);
+    match merge_value(current, value, &field)? {
+        Some(merged) => original.insert(key.to_string(), merged),
+        None => original.remove(key),
+    };
     Ok(())
 }
 
 /// Merges a field's patch value into its current value: maps recurse unless the field's strategy
-/// is `replace`, lists merge only with strategy `merge`, anything else is replaced.
-fn merge_value(current: Value, patch: Value, field: &Field) -> Result<Value> {
+/// is `replace`, lists merge only with strategy `merge`, anything else is replaced by the patch
+/// value (`None`: the field goes away, as for a new value that is only a `$patch` directive).
+fn merge_value(current: Option<Value>, patch: Value, field: &Field) -> Result<Option<Value>> {
     match (current, patch) {
-        (Value::Object(o), Value::Object(p)) if !field.strategy.replace => {
-            Ok(Value::Object(merge_map(o, p, field.node)?))
+        (Some(Value::Object(o)), Value::Object(p)) if !field.strategy.replace => {
+            Ok(Some(Value::Object(merge_map(o, p, field.node)?)))
         }
-        (Value::Array(o), Value::Array(p)) if field.strategy.merge => {
-            Ok(Value::Array(list::merge_list(o, p, field)?))
+        (Some(Value::Array(o)), Value::Array(p)) if field.strategy.merge => {
+            Ok(Some(Value::Array(list::merge_list(o, p, field)?)))
         }
-        (_, patch) => fresh(patch, field),
-    }
-}
-
-/// A patch value that lands where the original has nothing (or something of another type).
-///
-/// Upstream copies such values verbatim and lets decoding into Go structs drop the leftover
-/// directives and nulls. krust stores JSON, so the value is merged into an empty one instead:
-/// the same object results, without `$patch` markers or nulls in storage.
-pub(crate) fn fresh(value: Value, field: &Field) -> Result<Value> {
-    match value {
-        Value::Object(p) => Ok(Value::Object(merge_map(Map::new(), p, field.node)?)),
-        Value::Array(items) if field.strategy.merge && items.iter().any(Value::is_object) => {
-            Ok(Value::Array(list::merge_list(Vec::new(), items, field)?))
-        }
-        Value::Array(items) => items
-            .into_iter()
-            .map(|item| fresh_item(item, field.node))
-            .collect(),
-        other => Ok(other),
-    }
-}
-
-/// An element of a list that replaces the original one.
-fn fresh_item(item: Value, node: Node) -> Result<Value> {
-    match item {
-        Value::Object(p) => Ok(Value::Object(merge_map(Map::new(), p, node)?)),
-        other => Ok(other),
+        (_, patch) => Ok(strip_directives(patch)),
     }
 }
 
@@ -150,7 +121,7 @@ mod tests {
 
     #[test]
     fn merge_directive_on_a_map_is_rejected() {
-        let err = merge(json!({}), json!({"m": {"$patch": "merge"}})).unwrap_err();
+        let err = merge(json!({"m": {}}), json!({"m": {"$patch": "merge"}})).unwrap_err();
         assert!(
             err.to_string().starts_with("unknown patch type: merge"),
             "{err}"
@@ -158,12 +129,12 @@ mod tests {
     }
 
     #[test]
-    fn new_values_drop_nulls_and_markers() {
+    fn new_values_drop_nulls_and_directive_maps() {
         let got = merge(
             json!({}),
             json!({"m": {"a": null, "b": {"$patch": "replace", "c": 1}}}),
         );
-        assert_eq!(got, Ok(json!({"m": {"b": {"c": 1}}})));
+        assert_eq!(got, Ok(json!({"m": {}})));
     }
 
     #[test]

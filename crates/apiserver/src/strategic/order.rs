@@ -7,10 +7,10 @@
 
 use serde_json::{Map, Value};
 
+use super::directives::strip_directives;
 use super::directives::{self, SET_ELEMENT_ORDER};
 use super::error::{Result, StrategicPatchError};
 use super::list::{is_directive, merge_list_viewed, Merged};
-use super::map::fresh;
 use super::schema::{Field, Node};
 use super::value::{expect_list, expect_map, merge_key_value, position, render_list, same};
 
@@ -139,7 +139,7 @@ fn ordered_list(
             merge_list_viewed(current, patch, field)?
         }
         (_, Some(patch)) => Merged {
-            items: expect_list(fresh(Value::Array(patch), field)?)?,
+            items: patch.into_iter().filter_map(strip_directives).collect(),
             server_view: None,
         },
     };
