@@ -365,3 +365,215 @@ fn deployment_row_after_defaults_reads_like_kubectl() {
         ]
     );
 }
+
+/// A tiny deterministic generator of odd JSON built from the field names the code reads, so that
+/// wrong types and missing pieces reach every accessor.
+struct Chaos(u64);
+
+const KEYS: &[&str] = &[
+    "metadata",
+    "name",
+    "namespace",
+    "generateName",
+    "labels",
+    "annotations",
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "spec",
+    "status",
+    "template",
+    "selector",
+    "matchLabels",
+    "matchExpressions",
+    "containers",
+    "initContainers",
+    "ports",
+    "port",
+    "targetPort",
+    "nodePort",
+    "protocol",
+    "image",
+    "resources",
+    "limits",
+    "requests",
+    "cpu",
+    "memory",
+    "volumes",
+    "volumeMounts",
+    "env",
+    "replicas",
+    "strategy",
+    "rollingUpdate",
+    "type",
+    "clusterIP",
+    "clusterIPs",
+    "data",
+    "binaryData",
+    "stringData",
+    "subsets",
+    "addresses",
+    "ip",
+    "conditions",
+    "containerStatuses",
+    "state",
+    "terminated",
+    "waiting",
+    "reason",
+    "phase",
+    "jobTemplate",
+    "schedule",
+    "rules",
+    "subjects",
+    "roleRef",
+    "kind",
+    "apiVersion",
+    "involvedObject",
+    "regarding",
+    "eventTime",
+    "series",
+    "capacity",
+    "accessModes",
+    "taints",
+    "tolerations",
+    "effect",
+    "operator",
+    "values",
+    "key",
+    "value",
+    "hard",
+    "used",
+    "tls",
+    "http",
+    "paths",
+    "backend",
+    "endpoints",
+    "livenessProbe",
+    "httpGet",
+    "exec",
+    "emptyDir",
+    "immutable",
+    "podIPs",
+    "restartPolicy",
+    "hostNetwork",
+    "limits",
+    "max",
+    "default",
+    "ownerReferences",
+    "controller",
+];
+
+impl Chaos {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+
+    fn value(&mut self, depth: u32) -> Value {
+        match self.next() % if depth == 0 { 6 } else { 9 } {
+            0 => Value::Null,
+            1 => json!(self.next().is_multiple_of(3)),
+            2 => json!((self.next() % 70_000) as i64 - 100),
+            3 => json!(*self.pick(&[
+                "",
+                "a",
+                "Always",
+                "1Gi",
+                "-",
+                "None",
+                "2024-01-01T00:00:00Z",
+                "../x",
+                "é",
+                "10.0.0.1",
+                "*/5 * * * *"
+            ])),
+            4 => json!(0.5),
+            5 => json!(*self.pick(KEYS)),
+            6 | 7 => {
+                let n = self.next() % 5;
+                Value::Object(
+                    (0..n)
+                        .map(|_| (self.pick(KEYS).to_string(), self.value(depth - 1)))
+                        .collect(),
+                )
+            }
+            _ => Value::Array(
+                (0..self.next() % 4)
+                    .map(|_| self.value(depth - 1))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Replaces one random subtree of `v` with a random value.
+    fn mutate(&mut self, v: &mut Value) {
+        let children = match v {
+            Value::Object(m) => m.len(),
+            Value::Array(a) => a.len(),
+            _ => 0,
+        };
+        if children == 0 || self.next().is_multiple_of(4) {
+            *v = self.value(2);
+            return;
+        }
+        let i = (self.next() % children as u64) as usize;
+        match v {
+            Value::Object(m) => m
+                .values_mut()
+                .nth(i)
+                .into_iter()
+                .for_each(|c| self.mutate(c)),
+            Value::Array(a) => self.mutate(&mut a[i]),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn no_input_makes_any_function_panic() {
+    let mut chaos = Chaos(0x9e37_79b9_7f4a_7c15);
+    let kinds: Vec<(&str, &str)> = samples()
+        .iter()
+        .map(|(g, k, _, _)| (*g, *k))
+        .chain([("example.com", "Widget")])
+        .collect();
+    let mutated = samples().into_iter().flat_map(|(g, k, ns, obj)| {
+        let obj = as_created(k, ns, obj);
+        (0..60).map(move |_| (g, k, obj.clone()))
+    });
+    for (group, kind, mut obj) in mutated {
+        chaos.mutate(&mut obj);
+        chaos.mutate(&mut obj);
+        let old = obj.clone();
+        chaos.mutate(&mut obj);
+        apply_defaults(group, kind, &mut obj);
+        let _ = validate(group, kind, &obj, None);
+        let _ = validate(group, kind, &obj, Some(&old));
+        assert_eq!(
+            table_row(group, kind, &obj, 0).len(),
+            table_columns(group, kind).len()
+        );
+        let _ = selectable_fields(group, kind, &obj);
+    }
+    for _ in 0..400 {
+        let obj = chaos.value(5);
+        let old = chaos.value(4);
+        for (group, kind) in &kinds {
+            let mut o = obj.clone();
+            apply_defaults(group, kind, &mut o);
+            let _ = validate(group, kind, &o, None);
+            let _ = validate(group, kind, &o, Some(&old));
+            assert_eq!(
+                table_row(group, kind, &o, 0).len(),
+                table_columns(group, kind).len()
+            );
+            let _ = selectable_fields(group, kind, &o);
+        }
+    }
+}
