@@ -592,6 +592,26 @@ fn pdb_selector_is_replaced_not_merged() {
     assert_eq!(got["spec"]["selector"], json!({"matchLabels": {"b": "2"}}));
 }
 
+#[test]
+fn scale_subresource_and_crds_accept_strategic_merge_patch() {
+    let scale = ("autoscaling", "v1", "Scale");
+    let crd = ("apiextensions.k8s.io", "v1", "CustomResourceDefinition");
+    assert!(supports(scale) && supports(crd));
+    let live = json!({"spec": {"replicas": 1}, "status": {"replicas": 1}});
+    let got = apply(&live, &json!({"spec": {"replicas": 3}}), scale).unwrap();
+    assert_eq!(got["spec"]["replicas"], 3);
+    // CRD versions have no patch strategy upstream: a re-applied CRD replaces the list.
+    let live = json!({"metadata": {"finalizers": ["customresourcecleanup.apiextensions.k8s.io"]},
+                      "spec": {"versions": [{"name": "v1", "served": true}]}});
+    let patch = json!({"spec": {"versions": [{"name": "v2", "served": true}]}});
+    let got = apply(&live, &patch, crd).unwrap();
+    assert_eq!(
+        got["spec"]["versions"],
+        json!([{"name": "v2", "served": true}])
+    );
+    assert_eq!(got["metadata"], live["metadata"]);
+}
+
 // ---- kinds without schema ----
 
 #[test]

@@ -10,8 +10,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-/// The built-in kinds krust serves, as (apiVersion, kind).
+/// The built-in kinds krust serves, as (apiVersion, kind), plus `Scale` (the `/scale` subresource
+/// of served kinds) and `CustomResourceDefinition` (`kubectl apply` of a CRD sends a strategic
+/// merge patch, which upstream accepts because CRDs are a built-in type).
 const KINDS: &[(&str, &str)] = &[
+    ("autoscaling/v1", "Scale"),
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
     ("v1", "Pod"),
     ("v1", "Service"),
     ("v1", "Endpoints"),

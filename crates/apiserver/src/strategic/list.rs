@@ -186,21 +186,22 @@ fn merge_by_key(
     Ok(original)
 }
 
-/// `$deleteFromPrimitiveList/<field>: [values]` removes those values from a primitive list.
-///
-/// Upstream adds the values when the list is absent (a known quirk); deleting from nothing is a
-/// no-op here.
+/// `$deleteFromPrimitiveList/<field>: [values]` removes those values from a primitive list,
+/// whatever the field's strategy; `null` removes the field, as upstream does. Deleting from an
+/// absent list is a no-op (as current upstream; older versions added the values).
 pub(crate) fn delete_from_primitive_list(
     original: &mut Map<String, Value>,
     field: &str,
     values: Value,
 ) -> Result<()> {
-    let Value::Array(doomed) = values else {
-        return Err(StrategicPatchError::BadPrimitiveListFormat);
+    let doomed = match values {
+        Value::Null => {
+            original.remove(field);
+            return Ok(());
+        }
+        Value::Array(doomed) if doomed.iter().all(|v| !v.is_object() && !v.is_array()) => doomed,
+        _ => return Err(StrategicPatchError::BadPrimitiveListFormat),
     };
-    if doomed.iter().any(|v| v.is_object() || v.is_array()) {
-        return Err(StrategicPatchError::BadPrimitiveListFormat);
-    }
     if let Some(Value::Array(items)) = original.get_mut(field) {
         items.retain(|item| !doomed.iter().any(|d| same(d, item)));
     }
@@ -308,6 +309,9 @@ mod tests {
         delete_from_primitive_list(map, "finalizers", json!(["b"])).unwrap();
         delete_from_primitive_list(map, "absent", json!(["b"])).unwrap();
         assert_eq!(original, json!({"finalizers": ["a", "c"]}));
+        let map = original.as_object_mut().unwrap();
+        delete_from_primitive_list(map, "finalizers", Value::Null).unwrap();
+        assert_eq!(original, json!({}));
         let mut map = Map::new();
         let err = delete_from_primitive_list(&mut map, "x", json!("b"));
         assert_eq!(err, Err(StrategicPatchError::BadPrimitiveListFormat));

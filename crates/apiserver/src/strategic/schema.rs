@@ -319,7 +319,7 @@ mod tests {
     #[test]
     fn every_served_kind_has_a_root() {
         let schema = Schema::get().unwrap();
-        assert_eq!(schema.kinds.len(), 33);
+        assert_eq!(schema.kinds.len(), 35);
         for name in schema.kinds.values() {
             assert!(schema.definitions.contains_key(name), "{name}");
         }
