@@ -150,7 +150,10 @@ fn policy_rules(obj: &Value, namespaced: bool) -> Vec<Cause> {
                     "namespaced rules cannot apply to non-resource URLs",
                 ));
             }
-            if !arr_at(rule, "apiGroups").is_empty() || !arr_at(rule, "resources").is_empty() {
+            if ["apiGroups", "resources", "resourceNames"]
+                .iter()
+                .any(|k| !arr_at(rule, k).is_empty())
+            {
                 errs.push(invalid(
                     &format!("{path}.nonResourceURLs"),
                     &go_value(at(rule, "nonResourceURLs")),
@@ -186,7 +189,9 @@ pub fn cluster_role(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
     policy_rules(obj, false)
 }
 
-fn binding(obj: &Value, old: Option<&Value>, role_kinds: &[&str]) -> Vec<Cause> {
+/// RoleBindings (`namespaced`) and ClusterRoleBindings; a RoleBinding's service accounts default
+/// to its own namespace, a ClusterRoleBinding's must name one.
+fn binding(obj: &Value, old: Option<&Value>, role_kinds: &[&str], namespaced: bool) -> Vec<Cause> {
     let mut errs = Vec::new();
     let role_ref = at(obj, "roleRef");
     let group = str_at(role_ref, "apiGroup");
@@ -214,7 +219,7 @@ fn binding(obj: &Value, old: Option<&Value>, role_kinds: &[&str]) -> Vec<Cause> 
                         &[""],
                     ));
                 }
-                if str_at(s, "namespace").is_empty() && role_kinds.len() == 1 {
+                if str_at(s, "namespace").is_empty() && !namespaced {
                     errs.push(required(&format!("{path}.namespace"), ""));
                 }
             }
@@ -245,11 +250,11 @@ fn binding(obj: &Value, old: Option<&Value>, role_kinds: &[&str]) -> Vec<Cause> 
 }
 
 pub fn role_binding(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-    binding(obj, old, &["Role", "ClusterRole"])
+    binding(obj, old, &["Role", "ClusterRole"], true)
 }
 
 pub fn cluster_role_binding(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-    binding(obj, old, &["ClusterRole"])
+    binding(obj, old, &["ClusterRole"], false)
 }
 
 pub fn storage_class(obj: &Value, old: Option<&Value>) -> Vec<Cause> {

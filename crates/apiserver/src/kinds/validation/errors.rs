@@ -106,6 +106,12 @@ pub fn go_value(v: &Value) -> String {
         Value::String(s) => quote(s),
         Value::Null => "null".into(),
         Value::Object(m) if m.values().all(Value::is_string) => go_string_map(v),
+        Value::Array(a) if a.iter().all(Value::is_string) => {
+            format!(
+                "[]string{{{}}}",
+                a.iter().map(go_value).collect::<Vec<_>>().join(", ")
+            )
+        }
         other => other.to_string(),
     }
 }
@@ -190,6 +196,10 @@ mod tests {
     #[test]
     fn go_renderings() {
         assert_eq!(go_value(&json!(5)), "5");
+        assert_eq!(
+            go_value(&json!(["/healthz", "/livez"])),
+            "[]string{\"/healthz\", \"/livez\"}"
+        );
         assert_eq!(
             go_value(&json!({"b": "2", "a": "1"})),
             "map[string]string{\"a\":\"1\", \"b\":\"2\"}"
