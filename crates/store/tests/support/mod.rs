@@ -221,3 +221,23 @@ impl Drop for Endpoint {
 pub fn exists(path: &Path) -> bool {
     path.exists()
 }
+
+/// A raw gRPC channel to an endpoint, with or without the client certificate.
+pub async fn grpc_channel(
+    endpoint: &str,
+    pki: &Pki,
+    with_cert: bool,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pki.read("ca.crt")));
+    if with_cert {
+        tls = tls.identity(Identity::from_pem(
+            pki.read("client.crt"),
+            pki.read("client.key"),
+        ));
+    }
+    tonic::transport::Endpoint::from_shared(format!("https://{endpoint}"))?
+        .tls_config(tls)?
+        .connect()
+        .await
+}
