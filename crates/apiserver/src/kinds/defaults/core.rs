@@ -5,96 +5,6 @@ use crate::kinds::json::{each_obj_mut, obj_mut, set_default, set_default_str, st
 use crate::kinds::quantity::{canonicalize_list, canonicalize_lists};
 use serde_json::{json, Map, Value};
 
-pub(super) fn service(obj: &mut Value) {
-    let Some(spec) = obj_mut(obj, "spec") else {
-        return;
-    };
-    set_default_str(spec, "type", "ClusterIP");
-    set_default_str(spec, "sessionAffinity", "None");
-    match spec.get("sessionAffinity").and_then(Value::as_str) {
-        Some("None") => {
-            spec.remove("sessionAffinityConfig");
-        }
-        Some("ClientIP") => {
-            let cfg = spec
-                .entry("sessionAffinityConfig")
-                .or_insert_with(|| json!({}));
-            if let Some(client_ip) = cfg.as_object_mut().and_then(|c| obj_mut_in(c, "clientIP")) {
-                set_default(client_ip, "timeoutSeconds", json!(10800));
-            }
-        }
-        _ => {}
-    }
-    each_obj_mut(spec, "ports", |p| {
-        set_default_str(p, "protocol", "TCP");
-        let unset = match p.get("targetPort") {
-            None | Some(Value::Null) => true,
-            Some(Value::Number(n)) => n.as_i64() == Some(0),
-            Some(Value::String(s)) => s.is_empty(),
-            Some(_) => false,
-        };
-        if unset {
-            let port = p.get("port").cloned().unwrap_or(Value::Null);
-            p.insert("targetPort".into(), port);
-        }
-    });
-    let type_ = spec
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let has_external_ips = spec
-        .get("externalIPs")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty());
-    let externally_accessible = matches!(type_.as_str(), "LoadBalancer" | "NodePort")
-        || (type_ == "ClusterIP" && has_external_ips);
-    if externally_accessible {
-        set_default_str(spec, "externalTrafficPolicy", "Cluster");
-    }
-    if type_ == "ExternalName" {
-        return;
-    }
-    set_default_str(spec, "internalTrafficPolicy", "Cluster");
-    if type_ == "LoadBalancer" {
-        set_default(spec, "allocateLoadBalancerNodePorts", json!(true));
-    }
-    // What upstream's IP-family logic settles on for a single-stack IPv4 cluster; headless
-    // services without a selector may be dual-stack even there.
-    let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
-    let no_selector = spec
-        .get("selector")
-        .and_then(Value::as_object)
-        .is_none_or(Map::is_empty);
-    if headless && no_selector {
-        set_default_str(spec, "ipFamilyPolicy", "RequireDualStack");
-        set_default(spec, "ipFamilies", json!(["IPv4", "IPv6"]));
-    } else {
-        set_default_str(spec, "ipFamilyPolicy", "SingleStack");
-        set_default(spec, "ipFamilies", json!(["IPv4"]));
-    }
-    // clusterIP and clusterIPs[0] describe the same address; fill whichever is missing.
-    let cluster_ip = spec
-        .get("clusterIP")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let first = spec
-        .get("clusterIPs")
-        .and_then(|a| a.get(0))
-        .and_then(Value::as_str)
-        .map(String::from);
-    match first {
-        None if !cluster_ip.is_empty() => {
-            spec.insert("clusterIPs".into(), json!([cluster_ip]));
-        }
-        Some(ip) if cluster_ip.is_empty() => {
-            spec.insert("clusterIP".into(), json!(ip));
-        }
-        _ => {}
-    }
-}
-
 /// The object under `key` of `map`, created if missing.
 fn obj_mut_in<'a>(
     map: &'a mut Map<String, Value>,
@@ -235,35 +145,6 @@ pub(super) fn limit_range(obj: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `kubectl create service clusterip web --tcp=80:8080` as stored upstream (minus allocation).
-    #[test]
-    fn services() {
-        let mut s = json!({"spec": {"ports": [{"port": 80}, {"port": 443, "targetPort": "https", "protocol": "TCP"}], "clusterIP": "10.152.183.9"}});
-        service(&mut s);
-        assert_eq!(
-            s["spec"],
-            json!({"type": "ClusterIP", "sessionAffinity": "None", "internalTrafficPolicy": "Cluster",
-            "ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv4"], "clusterIP": "10.152.183.9", "clusterIPs": ["10.152.183.9"],
-            "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}, {"port": 443, "targetPort": "https", "protocol": "TCP"}]})
-        );
-        let mut lb = json!({"spec": {"type": "LoadBalancer", "sessionAffinity": "ClientIP"}});
-        service(&mut lb);
-        assert_eq!(lb["spec"]["externalTrafficPolicy"], "Cluster");
-        assert_eq!(lb["spec"]["allocateLoadBalancerNodePorts"], true);
-        assert_eq!(
-            lb["spec"]["sessionAffinityConfig"],
-            json!({"clientIP": {"timeoutSeconds": 10800}})
-        );
-        let mut ext = json!({"spec": {"type": "ExternalName", "externalName": "db.example"}});
-        service(&mut ext);
-        assert!(ext["spec"].get("ipFamilies").is_none());
-        assert!(ext["spec"].get("internalTrafficPolicy").is_none());
-        let mut headless = json!({"spec": {"clusterIP": "None"}});
-        service(&mut headless);
-        assert_eq!(headless["spec"]["ipFamilyPolicy"], "RequireDualStack");
-        assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
-    }
 
     #[test]
     fn namespaces_secrets_volumes() {

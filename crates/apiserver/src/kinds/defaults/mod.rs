@@ -6,6 +6,7 @@
 mod cluster;
 mod core;
 mod pod;
+mod service;
 mod workloads;
 
 use serde_json::Value;
@@ -16,7 +17,7 @@ type Defaulter = fn(&mut Value);
 /// The defaulting function of each kind that has one: (group, kind, function).
 const DEFAULTERS: &[(&str, &str, Defaulter)] = &[
     ("", "Pod", pod::pod),
-    ("", "Service", core::service),
+    ("", "Service", service::service),
     ("", "Secret", core::secret),
     ("", "Namespace", core::namespace),
     ("", "PersistentVolume", core::persistent_volume),

@@ -1,133 +1,16 @@
-//! Validation of core/v1 kinds other than pods: services, config maps and secrets (keys, size,
+//! Validation of core/v1 storage and configuration kinds: config maps and secrets (keys, size,
 //! `immutable`), persistent volumes and claims, endpoints.
 
-use super::errors::{duplicate, forbidden, invalid, quote, required, too_long};
-use super::meta::labels;
-use super::names::{config_map_key, dns1123_label, dns1123_subdomain, port_name, port_number};
+use super::errors::{forbidden, invalid, quote, required, too_long};
+use super::names::config_map_key;
 use super::pod::{ip_address, name_errors, one_of, port_and_protocol};
-use crate::kinds::json::{arr_at, at, int_at, obj_at, str_at, without};
+use crate::kinds::json::{arr_at, at, obj_at, str_at, without};
 use crate::kinds::Cause;
 use base64::Engine;
 use serde_json::Value;
-use std::collections::HashSet;
 
 /// Upstream's limit on a Secret's or ConfigMap's data.
 const MAX_DATA_SIZE: usize = 1024 * 1024;
-
-const SERVICE_TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
-
-pub fn service(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-    let mut errs = Vec::new();
-    let spec = at(obj, "spec");
-    let type_ = str_at(spec, "type");
-    one_of(&mut errs, "spec.type", type_, SERVICE_TYPES);
-    let headless = str_at(spec, "clusterIP") == "None";
-    let ports = arr_at(spec, "ports");
-    if ports.is_empty() && !headless && type_ != "ExternalName" {
-        errs.push(required("spec.ports", ""));
-    }
-    let mut names = HashSet::new();
-    for (i, p) in ports.iter().enumerate() {
-        service_port(
-            &mut errs,
-            p,
-            &format!("spec.ports[{i}]"),
-            ports.len() > 1,
-            &mut names,
-        );
-        if type_ == "ClusterIP" && int_at(p, "nodePort") != 0 {
-            errs.push(forbidden(
-                &format!("spec.ports[{i}].nodePort"),
-                "may not be used when `type` is 'ClusterIP'",
-            ));
-        }
-    }
-    if type_ == "ExternalName" {
-        let cluster_ip = str_at(spec, "clusterIP");
-        if !cluster_ip.is_empty() {
-            errs.push(forbidden(
-                "spec.clusterIPs",
-                "may not be set for ExternalName services",
-            ));
-        }
-        let name = str_at(spec, "externalName");
-        if name.is_empty() {
-            errs.push(required("spec.externalName", ""));
-        } else {
-            name_errors(
-                &mut errs,
-                "spec.externalName",
-                name.trim_end_matches('.'),
-                dns1123_subdomain,
-            );
-        }
-    } else {
-        for (i, ip) in arr_at(spec, "clusterIPs").iter().enumerate() {
-            let ip = ip.as_str().unwrap_or_default();
-            if ip != "None" {
-                ip_address(&mut errs, &format!("spec.clusterIPs[{i}]"), ip);
-            }
-        }
-    }
-    let affinity = str_at(spec, "sessionAffinity");
-    one_of(
-        &mut errs,
-        "spec.sessionAffinity",
-        affinity,
-        &["ClientIP", "None"],
-    );
-    errs.extend(labels(at(spec, "selector"), "spec.selector"));
-    if let Some(old) = old {
-        let (new_ip, old_ip) = (str_at(obj, "spec.clusterIP"), str_at(old, "spec.clusterIP"));
-        let external = |v: &Value| str_at(v, "spec.type") == "ExternalName";
-        if !new_ip.is_empty()
-            && !old_ip.is_empty()
-            && new_ip != old_ip
-            && !external(obj)
-            && !external(old)
-        {
-            errs.push(invalid(
-                "spec.clusterIPs[0]",
-                &quote(new_ip),
-                "may not change once set",
-            ));
-        }
-    }
-    errs
-}
-
-fn service_port(
-    errs: &mut Vec<Cause>,
-    p: &Value,
-    path: &str,
-    require_name: bool,
-    names: &mut HashSet<String>,
-) {
-    let name = str_at(p, "name");
-    let name_field = format!("{path}.name");
-    if require_name && name.is_empty() {
-        errs.push(required(&name_field, ""));
-    } else if !name.is_empty() {
-        name_errors(errs, &name_field, name, dns1123_label);
-        if !names.insert(name.to_string()) {
-            errs.push(duplicate(&name_field, name));
-        }
-    }
-    port_and_protocol(errs, p, path);
-    let target = format!("{path}.targetPort");
-    match at(p, "targetPort") {
-        Value::Number(n) => {
-            let n = n.as_i64().unwrap_or(-1);
-            errs.extend(
-                port_number(n)
-                    .iter()
-                    .map(|m| invalid(&target, &n.to_string(), m)),
-            );
-        }
-        Value::String(s) => name_errors(errs, &target, s, port_name),
-        _ => {}
-    }
-}
 
 /// Keys of `data` (and `binaryData`), checked as config keys; returns the decoded total size.
 fn data_keys(errs: &mut Vec<Cause>, obj: &Value, key: &str, base64_values: bool) -> usize {
@@ -368,56 +251,6 @@ mod tests {
         let mut obj = obj;
         defaults::apply("", kind, &mut obj);
         obj
-    }
-
-    #[test]
-    fn services() {
-        let ok = defaulted(
-            "Service",
-            json!({"spec": {"ports": [{"port": 80}], "selector": {"app": "w"}}}),
-        );
-        assert_eq!(service(&ok, None), []);
-        let none = defaulted("Service", json!({"spec": {}}));
-        assert_eq!(service(&none, None)[0].field, "spec.ports");
-        let bad = defaulted(
-            "Service",
-            json!({"spec": {"type": "Magic", "ports": [{"port": 0, "name": "a"}, {"port": 80, "name": "a", "targetPort": "Bad_Name"}]}}),
-        );
-        let errs = service(&bad, None);
-        // Defaulting copied the bad port into targetPort, as upstream does.
-        assert_eq!(
-            fields(&errs),
-            [
-                "spec.type",
-                "spec.ports[0].port",
-                "spec.ports[0].targetPort",
-                "spec.ports[1].name",
-                "spec.ports[1].targetPort"
-            ]
-        );
-        assert_eq!(errs[0].message, "Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"");
-        let unnamed = defaulted(
-            "Service",
-            json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}}),
-        );
-        assert_eq!(
-            fields(&service(&unnamed, None)),
-            ["spec.ports[0].name", "spec.ports[1].name"]
-        );
-        let ext = defaulted("Service", json!({"spec": {"type": "ExternalName"}}));
-        assert_eq!(fields(&service(&ext, None)), ["spec.externalName"]);
-        let a = defaulted(
-            "Service",
-            json!({"spec": {"ports": [{"port": 80}], "clusterIP": "10.0.0.1"}}),
-        );
-        let b = defaulted(
-            "Service",
-            json!({"spec": {"ports": [{"port": 80}], "clusterIP": "10.0.0.2"}}),
-        );
-        assert_eq!(
-            service(&b, Some(&a))[0].message,
-            "Invalid value: \"10.0.0.2\": may not change once set"
-        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod names;
 mod pod;
 mod resources;
 mod scheduling;
+mod service;
 mod unions;
 mod workloads;
 
@@ -54,7 +55,7 @@ const RBAC: &str = "rbac.authorization.k8s.io";
 const KINDS: &[Rules] = &[
     rules("", "Pod", dns1123_subdomain, true, Some(pod_check)),
     rules("", "Namespace", dns1123_label, false, None),
-    rules("", "Service", dns1035_label, true, Some(core::service)),
+    rules("", "Service", dns1035_label, true, Some(service::service)),
     rules("", "Endpoints", dns1123_subdomain, true, Some(core::endpoints)),
     rules("", "ConfigMap", dns1123_subdomain, true, Some(core::config_map)),
     rules("", "Secret", dns1123_subdomain, true, Some(core::secret)),
