@@ -66,26 +66,11 @@ pub fn name_errors(errs: &mut Vec<Cause>, field: &str, value: &str, rule: fn(&st
 /// set's volumeClaimTemplates).
 pub fn pod_spec(spec: &Value, path: &str, claim_volumes: &[&str]) -> Vec<Cause> {
     let mut errs = Vec::new();
-    let mut volumes: HashSet<&str> = claim_volumes.iter().copied().collect();
-    for (i, v) in arr_at(spec, "volumes").iter().enumerate() {
-        super::unions::volume(&mut errs, v, &format!("{path}.volumes[{i}]"));
-        let (field, name) = (format!("{path}.volumes[{i}].name"), str_at(v, "name"));
-        if name.is_empty() {
-            errs.push(required(&field, ""));
-        } else if !volumes.insert(name) {
-            errs.push(duplicate(&field, name));
-        }
-        name_errors(&mut errs, &field, name, |n| {
-            if n.is_empty() {
-                Vec::new()
-            } else {
-                dns1123_label(n)
-            }
-        });
-    }
+    let volumes = volumes(&mut errs, spec, path, claim_volumes);
     if arr_at(spec, "containers").is_empty() {
         errs.push(required(&format!("{path}.containers"), ""));
     }
+    // Names are unique across init and regular containers.
     let mut names = HashSet::new();
     for key in ["initContainers", "containers"] {
         for (i, c) in arr_at(spec, key).iter().enumerate() {
@@ -122,16 +107,41 @@ pub fn pod_spec(spec: &Value, path: &str, claim_volumes: &[&str]) -> Vec<Cause> 
             );
         }
     }
-    if let Some(secs) = at(spec, "activeDeadlineSeconds").as_i64() {
-        if !(1..=i64::from(i32::MAX)).contains(&secs) {
-            errs.push(invalid(
-                &format!("{path}.activeDeadlineSeconds"),
-                &secs.to_string(),
-                "must be between 1 and 2147483647, inclusive",
-            ));
-        }
+    if let Some(secs) = at(spec, "activeDeadlineSeconds")
+        .as_i64()
+        .filter(|s| !(1..=i64::from(i32::MAX)).contains(s))
+    {
+        let field = format!("{path}.activeDeadlineSeconds");
+        errs.push(invalid(
+            &field,
+            &secs.to_string(),
+            "must be between 1 and 2147483647, inclusive",
+        ));
     }
     errs
+}
+
+/// The pod's volumes: named, unique, one source each. Returns the names mounts may use.
+fn volumes<'a>(
+    errs: &mut Vec<Cause>,
+    spec: &'a Value,
+    path: &str,
+    claim_volumes: &[&'a str],
+) -> HashSet<&'a str> {
+    let mut names: HashSet<&str> = claim_volumes.iter().copied().collect();
+    for (i, v) in arr_at(spec, "volumes").iter().enumerate() {
+        super::unions::volume(errs, v, &format!("{path}.volumes[{i}]"));
+        let (field, name) = (format!("{path}.volumes[{i}].name"), str_at(v, "name"));
+        if name.is_empty() {
+            errs.push(required(&field, ""));
+            continue;
+        }
+        name_errors(errs, &field, name, dns1123_label);
+        if !names.insert(name) {
+            errs.push(duplicate(&field, name));
+        }
+    }
+    names
 }
 
 /// A pod template (`ValidatePodTemplateSpec`): its labels and annotations (reported at
