@@ -206,38 +206,7 @@ fn binding(obj: &Value, old: Option<&Value>, role_kinds: &[&str], namespaced: bo
         errs.push(required("roleRef.name", ""));
     }
     for (i, s) in arr_at(obj, "subjects").iter().enumerate() {
-        let path = format!("subjects[{i}]");
-        if str_at(s, "name").is_empty() {
-            errs.push(required(&format!("{path}.name"), ""));
-        }
-        match str_at(s, "kind") {
-            "ServiceAccount" => {
-                if !str_at(s, "apiGroup").is_empty() {
-                    errs.push(not_supported(
-                        &format!("{path}.apiGroup"),
-                        str_at(s, "apiGroup"),
-                        &[""],
-                    ));
-                }
-                if str_at(s, "namespace").is_empty() && !namespaced {
-                    errs.push(required(&format!("{path}.namespace"), ""));
-                }
-            }
-            "User" | "Group" => {
-                if str_at(s, "apiGroup") != RBAC_GROUP {
-                    errs.push(not_supported(
-                        &format!("{path}.apiGroup"),
-                        str_at(s, "apiGroup"),
-                        &[RBAC_GROUP],
-                    ));
-                }
-            }
-            other => errs.push(not_supported(
-                &format!("{path}.kind"),
-                other,
-                &["ServiceAccount", "User", "Group"],
-            )),
-        }
+        subject(&mut errs, s, &format!("subjects[{i}]"), namespaced);
     }
     if old.is_some_and(|o| at(o, "roleRef") != role_ref) {
         errs.push(invalid(
@@ -247,6 +216,35 @@ fn binding(obj: &Value, old: Option<&Value>, role_kinds: &[&str], namespaced: bo
         ));
     }
     errs
+}
+
+/// A binding subject: a named service account (namespaced unless the binding is), user or group,
+/// each with the API group upstream expects.
+fn subject(errs: &mut Vec<Cause>, s: &Value, path: &str, binding_namespaced: bool) {
+    if str_at(s, "name").is_empty() {
+        errs.push(required(&format!("{path}.name"), ""));
+    }
+    let group = str_at(s, "apiGroup");
+    let group_field = format!("{path}.apiGroup");
+    match str_at(s, "kind") {
+        "ServiceAccount" => {
+            if !group.is_empty() {
+                errs.push(not_supported(&group_field, group, &[""]));
+            }
+            if str_at(s, "namespace").is_empty() && !binding_namespaced {
+                errs.push(required(&format!("{path}.namespace"), ""));
+            }
+        }
+        "User" | "Group" if group != RBAC_GROUP => {
+            errs.push(not_supported(&group_field, group, &[RBAC_GROUP]))
+        }
+        "User" | "Group" => {}
+        other => errs.push(not_supported(
+            &format!("{path}.kind"),
+            other,
+            &["ServiceAccount", "User", "Group"],
+        )),
+    }
 }
 
 pub fn role_binding(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
