@@ -2,6 +2,8 @@
 //! single map: `$patch` parsing, `$retainKeys`, and the `$setElementOrder/<field>` and
 //! `$deleteFromPrimitiveList/<field>` key forms.
 
+use std::collections::HashSet;
+
 use serde_json::{Map, Value};
 
 use super::error::{Result, StrategicPatchError};
@@ -77,7 +79,8 @@ pub(crate) fn apply_retain_keys(
     let Value::Array(retain) = retain else {
         return Err(StrategicPatchError::BadRetainKeysFormat);
     };
-    let listed = |key: &str| retain.iter().any(|k| k.as_str() == Some(key));
+    let retain: HashSet<&str> = retain.iter().filter_map(Value::as_str).collect();
+    let listed = |key: &str| retain.contains(key);
     let unlisted = patch
         .iter()
         .any(|(k, v)| !v.is_null() && !is_parallel_list_key(k) && !listed(k));

@@ -2,6 +2,8 @@
 //! element-wise by the merge key, honouring `$patch: delete | replace` elements; lists of
 //! primitives are unioned, and `$deleteFromPrimitiveList/<field>` removes values from them.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value};
 
 use super::directives::{strip_directives, Directive, PATCH};
@@ -9,7 +11,7 @@ use super::error::{Result, StrategicPatchError};
 use super::map::merge_map;
 use super::order::{self, Identity};
 use super::schema::{Field, Node};
-use super::value::{merge_key_value, position, render_list, same};
+use super::value::{canonical, merge_key_value, render_list};
 
 /// What a list holds; upstream requires one element type per list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,12 +83,13 @@ fn element_kind(original: &[Value], patch: &[Value]) -> Result<Kind> {
 
 /// Union of two primitive lists, keeping the patch's values in patch order among the original's.
 fn union_primitives(original: Vec<Value>, patch: Vec<Value>) -> Result<Vec<Value>> {
-    let mut merged: Vec<Value> = Vec::with_capacity(original.len() + patch.len());
-    for item in original.iter().chain(&patch) {
-        if !merged.iter().any(|m| same(m, item)) {
-            merged.push(item.clone());
-        }
-    }
+    let mut seen = HashSet::new();
+    let merged: Vec<Value> = original
+        .iter()
+        .chain(&patch)
+        .filter(|item| seen.insert(canonical(item)))
+        .cloned()
+        .collect();
     order::normalize(merged, Identity::Value, &patch, &original)
 }
 
@@ -114,11 +117,13 @@ fn merge_maps_by_key(original: Vec<Value>, patch: Vec<Value>, field: &Field) -> 
 /// merge keys as elements were deleted.
 fn server_view(survivors: &[Value], patch_keys: &[Value], deleted: usize) -> Vec<Value> {
     let mut view = survivors.to_vec();
-    let mut added = 0;
+    let mut present: HashSet<String> = survivors.iter().map(canonical).collect();
     for key in patch_keys {
-        if added < deleted && position(&view, key).is_none() {
+        if view.len() - survivors.len() == deleted {
+            break;
+        }
+        if present.insert(canonical(key)) {
             view.push(key.clone());
-            added += 1;
         }
     }
     view
@@ -134,17 +139,20 @@ fn apply_element_directives(
 ) -> Result<(Vec<Value>, Vec<Value>, usize)> {
     let before = original.len();
     let mut plain = Vec::with_capacity(patch.len());
+    let mut doomed = HashSet::new();
     let mut replace = false;
     for element in patch {
         match Directive::of_element(&element)? {
             None => plain.push(element),
             Some(Directive::Delete) => {
-                let doomed = merge_key_value(&element, key)?;
-                original.retain(|o| !o.get(key).is_some_and(|v| same(v, doomed)));
+                doomed.insert(canonical(merge_key_value(&element, key)?));
             }
             Some(Directive::Replace) => replace = true,
             Some(Directive::Merge) => return Err(StrategicPatchError::MergeDirectiveInList),
         }
+    }
+    if !doomed.is_empty() {
+        original.retain(|o| !o.get(key).is_some_and(|v| doomed.contains(&canonical(v))));
     }
     let deleted = before - original.len();
     // After `replace` the plain elements are the whole list; merging them into an empty list keeps
@@ -164,23 +172,31 @@ fn merge_by_key(
     key: &str,
     node: Node,
 ) -> Result<Vec<Value>> {
+    let mut index: HashMap<String, usize> = HashMap::with_capacity(original.len());
+    for (i, o) in original.iter().enumerate() {
+        if let Some(v) = o.get(key) {
+            index.entry(canonical(v)).or_insert(i);
+        }
+    }
     for element in patch {
-        let wanted = merge_key_value(&element, key)?.clone();
+        let wanted = canonical(merge_key_value(&element, key)?);
         let Value::Object(element) = element else {
             continue;
         };
-        let found = original
-            .iter()
-            .position(|o| o.get(key).is_some_and(|v| same(v, &wanted)));
-        match found {
-            Some(i) => {
+        match index.get(&wanted) {
+            Some(&i) => {
                 let Value::Object(current) = original[i].take() else {
                     continue;
                 };
                 original[i] = Value::Object(merge_map(current, element, node)?);
             }
             // A new element is taken as is, as upstream appends it.
-            None => original.extend(strip_directives(Value::Object(element))),
+            None => {
+                if let Some(new) = strip_directives(Value::Object(element)) {
+                    index.insert(wanted, original.len());
+                    original.push(new);
+                }
+            }
         }
     }
     Ok(original)
@@ -202,8 +218,9 @@ pub(crate) fn delete_from_primitive_list(
         Value::Array(doomed) if doomed.iter().all(|v| !v.is_object() && !v.is_array()) => doomed,
         _ => return Err(StrategicPatchError::BadPrimitiveListFormat),
     };
+    let doomed: HashSet<String> = doomed.iter().map(canonical).collect();
     if let Some(Value::Array(items)) = original.get_mut(field) {
-        items.retain(|item| !doomed.iter().any(|d| same(d, item)));
+        items.retain(|item| !doomed.contains(&canonical(item)));
     }
     Ok(())
 }

@@ -7,12 +7,13 @@
 
 use serde_json::{Map, Value};
 
-use super::directives::strip_directives;
-use super::directives::{self, SET_ELEMENT_ORDER};
+use super::directives::{self, strip_directives, SET_ELEMENT_ORDER};
 use super::error::{Result, StrategicPatchError};
 use super::list::{is_directive, merge_list_viewed, Merged};
 use super::schema::{Field, Node};
-use super::value::{expect_list, expect_map, merge_key_value, position, render_list, same};
+use super::value::{
+    canonical, expect_list, expect_map, merge_key_value, render_list, same, Positions,
+};
 
 /// How list elements are identified: by merge-key value (lists of maps) or by value.
 #[derive(Clone, Copy)]
@@ -38,6 +39,13 @@ impl Identity<'_> {
     }
 }
 
+/// A list element with its positions in the patch (or `$setElementOrder`) and live lists.
+struct Placed {
+    patch: Option<usize>,
+    server: Option<usize>,
+    item: Value,
+}
+
 /// Orders `merged`: elements named in `patch_order` in that order, the others in `server_order`
 /// order, interleaved by their positions in `server_order`.
 pub(crate) fn normalize(
@@ -46,34 +54,30 @@ pub(crate) fn normalize(
     patch_order: &[Value],
     server_order: &[Value],
 ) -> Result<Vec<Value>> {
+    let (in_patch, in_server) = (Positions::of(patch_order), Positions::of(server_order));
     let mut from_patch = Vec::new();
     let mut server_only = Vec::new();
     for item in merged {
-        let id = identity.of(&item)?;
-        let bucket = if position(patch_order, &id).is_some() {
-            &mut from_patch
-        } else {
-            &mut server_only
+        let id = canonical(&identity.of(&item)?);
+        let placed = Placed {
+            patch: in_patch.get(&id),
+            server: in_server.get(&id),
+            item,
         };
-        bucket.push((id, item));
+        match placed.patch {
+            Some(_) => from_patch.push(placed),
+            None => server_only.push(placed),
+        }
     }
-    sort_by_position(&mut from_patch, patch_order);
-    sort_by_position(&mut server_only, server_order);
-    Ok(interleave(server_only, from_patch, server_order))
-}
-
-/// Stable sort by position in `order`; unknown elements go last.
-fn sort_by_position(items: &mut [(Value, Value)], order: &[Value]) {
-    items.sort_by_key(|(id, _)| position(order, id).unwrap_or(usize::MAX));
+    // Stable sorts; elements missing from the order list go last.
+    from_patch.sort_by_key(|p| p.patch.unwrap_or(usize::MAX));
+    server_only.sort_by_key(|p| p.server.unwrap_or(usize::MAX));
+    Ok(interleave(server_only, from_patch))
 }
 
 /// Upstream's `mergeSortedSlice`: a server-only element goes first only when both it and the next
 /// patch element are in the live list and it was in front there.
-fn interleave(
-    server_only: Vec<(Value, Value)>,
-    from_patch: Vec<(Value, Value)>,
-    server_order: &[Value],
-) -> Vec<Value> {
+fn interleave(server_only: Vec<Placed>, from_patch: Vec<Placed>) -> Vec<Value> {
     let mut out = Vec::with_capacity(server_only.len() + from_patch.len());
     let mut left = server_only.into_iter().peekable();
     let mut right = from_patch.into_iter().peekable();
@@ -82,13 +86,10 @@ fn interleave(
             (None, None) => break,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some((l, _)), Some((r, _))) => matches!(
-                (position(server_order, l), position(server_order, r)),
-                (Some(li), Some(ri)) if li < ri
-            ),
+            (Some(l), Some(r)) => matches!((l.server, r.server), (Some(li), Some(ri)) if li < ri),
         };
         let next = if take_left { left.next() } else { right.next() };
-        out.extend(next.map(|(_, item)| item));
+        out.extend(next.map(|p| p.item));
     }
     out
 }

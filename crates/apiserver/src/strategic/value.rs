@@ -1,25 +1,50 @@
 //! Small helpers over `serde_json::Value` shared by the merge steps: equality as upstream's Go
 //! `==` on decoded JSON (numbers compare by value), type names and compact rendering for errors.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 use super::error::StrategicPatchError;
 
 /// Equality of merge-key values and list items; `1` and `1.0` are the same number, as in Go where
-/// both decode to float64.
+/// both decode to the same value.
 pub(crate) fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(x), Some(y)) => x == y,
-            _ => x.as_f64() == y.as_f64(),
-        },
+        (Value::Number(_), Value::Number(_)) => canonical(a) == canonical(b),
         _ => a == b,
     }
 }
 
-/// Position of `wanted` in `list`, by [`same`].
-pub(crate) fn position(list: &[Value], wanted: &Value) -> Option<usize> {
-    list.iter().position(|v| same(v, wanted))
+/// A string that is equal for two values exactly when [`same`] holds (objects aside, whose key
+/// order may differ), for hashing list elements by identity.
+pub(crate) fn canonical(v: &Value) -> String {
+    match v {
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => format!("n{i}"),
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e18 => format!("n{}", f as i64),
+            _ => format!("n{n}"),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// First positions of values in a list, by [`canonical`] form. Patch lists come from clients, so
+/// matching and ordering use hashing to stay linear on long lists.
+pub(crate) struct Positions(HashMap<String, usize>);
+
+impl Positions {
+    pub(crate) fn of(list: &[Value]) -> Self {
+        let mut positions = HashMap::with_capacity(list.len());
+        for (i, v) in list.iter().enumerate() {
+            positions.entry(canonical(v)).or_insert(i);
+        }
+        Positions(positions)
+    }
+
+    pub(crate) fn get(&self, canonical: &str) -> Option<usize> {
+        self.0.get(canonical).copied()
+    }
 }
 
 pub(crate) fn type_name(v: &Value) -> &'static str {
