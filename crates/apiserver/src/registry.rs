@@ -173,8 +173,10 @@ impl Registry {
         metadata::prepare_create(res, &mut obj, ns);
         kinds::apply_defaults(res.group, res.kind, &mut obj);
         let name = metadata::name(&obj).to_string();
-        let mut causes = metadata::validate(res, &obj);
-        causes.extend(kinds::validate(res.group, res.kind, &obj, None));
+        let causes = merge_causes(
+            metadata::validate(res, &obj),
+            kinds::validate(res.group, res.kind, &obj, None),
+        );
         if !causes.is_empty() {
             return Err(invalid(res, &name, causes));
         }
@@ -252,8 +254,10 @@ impl Registry {
     ) -> ApiResult<Value> {
         metadata::prepare_update(res, &mut new, old);
         kinds::apply_defaults(res.group, res.kind, &mut new);
-        let mut causes = metadata::validate(res, &new);
-        causes.extend(kinds::validate(res.group, res.kind, &new, Some(old)));
+        let causes = merge_causes(
+            metadata::validate(res, &new),
+            kinds::validate(res.group, res.kind, &new, Some(old)),
+        );
         if !causes.is_empty() {
             return Err(invalid(res, name, causes));
         }
@@ -455,6 +459,21 @@ impl Registry {
             continue_token,
         })
     }
+}
+
+/// The generic metadata checks and the per-kind ones overlap on names and labels; a client sees
+/// each cause once.
+fn merge_causes(generic: Vec<Cause>, per_kind: Vec<Cause>) -> Vec<Cause> {
+    let mut out = per_kind;
+    for c in generic {
+        if !out
+            .iter()
+            .any(|o| o.field == c.field && o.message == c.message)
+        {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn qualified(res: &Resource) -> String {

@@ -504,6 +504,7 @@ async fn read_body(body: Body, headers: &http::HeaderMap, max: usize) -> Result<
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > max) {
+        discard(body).await;
         return Err(ApiError::TooLarge(max));
     }
     let limited = http_body_util::Limited::new(body, max);
@@ -518,5 +519,18 @@ async fn read_body(body: Body, headers: &http::HeaderMap, max: usize) -> Result<
         Err(e) => Err(ApiError::BadRequest(format!(
             "reading the request body: {e}"
         ))),
+    }
+}
+
+/// Reads and drops an oversized body (up to a bound) so the client, still sending, gets the 413
+/// instead of a reset connection.
+async fn discard(mut body: Body) {
+    const DRAIN_LIMIT: usize = 64 << 20;
+    let mut seen = 0;
+    while let Some(Ok(frame)) = body.frame().await {
+        seen += frame.data_ref().map_or(0, Bytes::len);
+        if seen > DRAIN_LIMIT {
+            return;
+        }
     }
 }

@@ -86,6 +86,7 @@ pub fn make_pki(dir: &Path) -> Pki {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub store: std::sync::Arc<store::engine::Engine>,
     pub dir: tempfile::TempDir,
     pub pki: Pki,
     pub kubeconfig: PathBuf,
@@ -99,7 +100,20 @@ impl TestServer {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_on(
+            store::engine::Engine::in_memory(),
+            tempfile::tempdir().expect("tempdir"),
+            tweak,
+        )
+        .await
+    }
+
+    /// Starts on an existing engine and directory (a restart keeps both).
+    pub async fn start_on(
+        store: std::sync::Arc<store::engine::Engine>,
+        dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let pki = make_pki(dir.path());
         let p = |f: &str| dir.path().join(f);
         let mut config = Config {
@@ -113,8 +127,7 @@ impl TestServer {
             ..Config::default()
         };
         tweak(&mut config);
-        let store = store::engine::Engine::in_memory();
-        let server = Server::bind(config, store).await.expect("bind");
+        let server = Server::bind(config, store.clone()).await.expect("bind");
         let addr = server.local_addr();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
@@ -129,6 +142,7 @@ impl TestServer {
         write_kubeconfig(&kubeconfig, addr, &pki);
         TestServer {
             addr,
+            store,
             dir,
             pki,
             kubeconfig,
@@ -202,13 +216,46 @@ impl TestServer {
         path.display().to_string()
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.shutdown().await;
+    }
+
+    /// Stops the server and hands back its engine and directory for a restart.
+    pub async fn shutdown(mut self) -> (std::sync::Arc<store::engine::Engine>, tempfile::TempDir) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        (self.store.clone(), dir)
+    }
+
+    /// A kubeconfig at `name` that authenticates with `user_yaml` (e.g. `token: x`) or nothing.
+    pub fn kubeconfig_with(&self, name: &str, user_yaml: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        let cfg = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: krust\n  cluster:\n    server: https://{}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user: {{{user_yaml}}}\ncontexts:\n- name: krust\n  context:\n    cluster: krust\n    user: u\ncurrent-context: krust\n",
+            self.addr,
+            b64(&self.pki.ca_pem)
+        );
+        std::fs::write(&path, cfg).unwrap();
+        path
+    }
+
+    /// A kube-rs client from a kubeconfig file.
+    pub async fn client_from(&self, kubeconfig: &Path) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+        let cfg =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .expect("config");
+        kube::Client::try_from(cfg).expect("client")
+    }
+
+    pub async fn admin_client(&self) -> kube::Client {
+        self.client_from(&self.kubeconfig).await
     }
 }
 
