@@ -9,6 +9,7 @@
 
 mod defaults;
 mod duration;
+mod events;
 mod fields;
 mod format;
 mod json;
@@ -19,6 +20,7 @@ mod table;
 mod validation;
 
 pub use duration::{human_duration, parse_rfc3339};
+pub use events::convert_event;
 
 use serde_json::Value;
 

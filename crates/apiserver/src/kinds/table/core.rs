@@ -2,6 +2,7 @@
 
 use super::{age, cells, col, load_balancer_ingress, name, wide, Column, AGE, NAME};
 use crate::kinds::duration::since;
+use crate::kinds::events::convert_event;
 use crate::kinds::format::format_labels;
 use crate::kinds::json::{arr_at, at, int_at, len_at, obj_at, str_at, string_map};
 use serde_json::Value;
@@ -254,60 +255,25 @@ pub(super) const EVENT: &[Column] = &[
     Column { priority: 1, ..NAME },
 ];
 
-/// Where an Event keeps each field: core/v1 and events.k8s.io/v1 name them differently.
-struct EventKeys {
-    first: &'static str,
-    last: &'static str,
-    count: &'static str,
-    object: &'static str,
-    source: &'static str,
-    message: &'static str,
-    controller: &'static str,
+/// An events.k8s.io/v1 Event's row: upstream prints both groups' Events with one printer.
+pub(super) fn events_v1_event(o: &Value, now: i64) -> Vec<Value> {
+    event(&convert_event(o, ""), now)
 }
-
-const CORE_EVENT: EventKeys = EventKeys {
-    first: "firstTimestamp",
-    last: "lastTimestamp",
-    count: "count",
-    object: "involvedObject",
-    source: "source",
-    message: "message",
-    controller: "reportingComponent",
-};
-
-const EVENTS_V1_EVENT: EventKeys = EventKeys {
-    first: "deprecatedFirstTimestamp",
-    last: "deprecatedLastTimestamp",
-    count: "deprecatedCount",
-    object: "regarding",
-    source: "deprecatedSource",
-    message: "note",
-    controller: "reportingController",
-};
 
 /// A core/v1 Event's row.
 pub(super) fn event(o: &Value, now: i64) -> Vec<Value> {
-    event_row(o, now, &CORE_EVENT)
-}
-
-/// An events.k8s.io/v1 Event's row: the same printer over the renamed fields.
-pub(super) fn events_v1_event(o: &Value, now: i64) -> Vec<Value> {
-    event_row(o, now, &EVENTS_V1_EVENT)
-}
-
-fn event_row(o: &Value, now: i64, k: &EventKeys) -> Vec<Value> {
     let has = |key: &str| at(o, key).as_str().is_some_and(|s| !s.is_empty());
-    let first = if has(k.first) {
-        since(&o[k.first], now)
+    let first = if has("firstTimestamp") {
+        since(&o["firstTimestamp"], now)
     } else {
         since(&o["eventTime"], now)
     };
-    let mut last = if has(k.last) {
-        since(&o[k.last], now)
+    let mut last = if has("lastTimestamp") {
+        since(&o["lastTimestamp"], now)
     } else {
         first.clone()
     };
-    let mut count = int_at(o, k.count);
+    let mut count = int_at(o, "count");
     if let Some(series) = obj_at(o, "series") {
         last = since(series.get("lastObservedTime").unwrap_or(&Value::Null), now);
         count = series
@@ -317,14 +283,17 @@ fn event_row(o: &Value, now: i64, k: &EventKeys) -> Vec<Value> {
     } else if count == 0 {
         count = 1;
     }
-    let involved = &o[k.object];
+    let involved = &o["involvedObject"];
     let kind = str_at(involved, "kind").to_lowercase();
     let target = match str_at(involved, "name") {
         "" => kind,
         n => format!("{kind}/{n}"),
     };
-    let component = first_non_empty(str_at(&o[k.source], "component"), str_at(o, k.controller));
-    let instance = first_non_empty(str_at(&o[k.source], "host"), str_at(o, "reportingInstance"));
+    let component = first_non_empty(
+        str_at(&o["source"], "component"),
+        str_at(o, "reportingComponent"),
+    );
+    let instance = first_non_empty(str_at(&o["source"], "host"), str_at(o, "reportingInstance"));
     let source = if instance.is_empty() {
         component.to_string()
     } else {
@@ -337,7 +306,7 @@ fn event_row(o: &Value, now: i64, k: &EventKeys) -> Vec<Value> {
         target,
         str_at(involved, "fieldPath"),
         source,
-        str_at(o, k.message).trim(),
+        str_at(o, "message").trim(),
         first,
         count,
         name(o),

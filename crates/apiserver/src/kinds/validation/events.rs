@@ -1,48 +1,15 @@
 //! Event validation (`ValidateEventCreate`): the legacy rules both APIs share, and the strict
-//! ones events.k8s.io/v1 adds. Field paths are upstream's internal ones (`involvedObject`,
-//! `reportingController`), which is what its causes carry for both groups.
+//! ones events.k8s.io/v1 adds. events.k8s.io objects are checked in their core/v1 form, with
+//! upstream's internal field names in the causes (`involvedObject`, `firstTimestamp`), which is
+//! what upstream reports for both groups.
 
 use super::errors::{invalid, quote, required};
 use super::names::qualified_name;
 use super::pod::name_errors;
+use crate::kinds::events::convert_event;
 use crate::kinds::json::{at, int_at, str_at};
 use crate::kinds::Cause;
 use serde_json::Value;
-
-/// Where each field lives in the group's JSON.
-struct Keys {
-    involved: &'static str,
-    controller: &'static str,
-    /// Field name reported for the reporting controller.
-    controller_field: &'static str,
-    message: &'static str,
-    first: &'static str,
-    last: &'static str,
-    count: &'static str,
-    source: &'static str,
-}
-
-const CORE: Keys = Keys {
-    involved: "involvedObject",
-    controller: "reportingComponent",
-    controller_field: "reportingComponent",
-    message: "message",
-    first: "firstTimestamp",
-    last: "lastTimestamp",
-    count: "count",
-    source: "source",
-};
-
-const EVENTS_V1: Keys = Keys {
-    involved: "regarding",
-    controller: "reportingController",
-    controller_field: "reportingController",
-    message: "note",
-    first: "deprecatedFirstTimestamp",
-    last: "deprecatedLastTimestamp",
-    count: "deprecatedCount",
-    source: "deprecatedSource",
-};
 
 fn at_most(errs: &mut Vec<Cause>, field: &str, value: &str, limit: usize) {
     if value.len() > limit {
@@ -54,10 +21,12 @@ fn at_most(errs: &mut Vec<Cause>, field: &str, value: &str, limit: usize) {
     }
 }
 
-fn legacy(obj: &Value, k: &Keys) -> Vec<Cause> {
+/// The rules of both groups, on a core-shaped Event; `controller_field` names the reporting
+/// controller as the request's group does.
+fn legacy(obj: &Value, controller_field: &str) -> Vec<Cause> {
     let mut errs = Vec::new();
     let ns = str_at(obj, "metadata.namespace");
-    let involved_ns = str_at(&obj[k.involved], "namespace");
+    let involved_ns = str_at(obj, "involvedObject.namespace");
     let mismatch = || {
         invalid(
             "involvedObject.namespace",
@@ -74,38 +43,38 @@ fn legacy(obj: &Value, k: &Keys) -> Vec<Cause> {
         if !agrees {
             errs.push(mismatch());
         }
-    } else {
-        if involved_ns.is_empty() && !matches!(ns, "default" | "kube-system") {
-            errs.push(mismatch());
-        }
-        let controller = str_at(obj, k.controller);
-        if controller.is_empty() {
-            errs.push(required(k.controller_field, ""));
-        }
-        name_errors(&mut errs, k.controller_field, controller, qualified_name);
-        for (field, limit) in [("reportingInstance", 128), ("action", 128), ("reason", 128)] {
-            let value = str_at(obj, field);
-            if value.is_empty() {
-                errs.push(required(field, ""));
-            }
-            at_most(&mut errs, field, value, limit);
-        }
-        at_most(&mut errs, "message", str_at(obj, k.message), 1024);
+        return errs;
     }
+    if involved_ns.is_empty() && !matches!(ns, "default" | "kube-system") {
+        errs.push(mismatch());
+    }
+    let controller = str_at(obj, "reportingComponent");
+    if controller.is_empty() {
+        errs.push(required(controller_field, ""));
+    }
+    name_errors(&mut errs, controller_field, controller, qualified_name);
+    for (field, limit) in [("reportingInstance", 128), ("action", 128), ("reason", 128)] {
+        let value = str_at(obj, field);
+        if value.is_empty() {
+            errs.push(required(field, ""));
+        }
+        at_most(&mut errs, field, value, limit);
+    }
+    at_most(&mut errs, "message", str_at(obj, "message"), 1024);
     errs
 }
 
 pub fn core_event(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
-    legacy(obj, &CORE)
+    legacy(obj, "reportingComponent")
 }
 
 pub fn events_v1_event(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
-    let k = &EVENTS_V1;
-    let mut errs = legacy(obj, k);
-    if str_at(obj, "eventTime").is_empty() {
+    let core = convert_event(obj, "");
+    let mut errs = legacy(&core, "reportingController");
+    if str_at(&core, "eventTime").is_empty() {
         errs.push(required("eventTime", ""));
     }
-    let type_ = str_at(obj, "type");
+    let type_ = str_at(&core, "type");
     if !matches!(type_, "Normal" | "Warning") {
         errs.push(invalid(
             "type",
@@ -114,13 +83,13 @@ pub fn events_v1_event(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
         ));
     }
     let unset = [
-        ("firstTimestamp", !at(obj, k.first).is_null()),
-        ("lastTimestamp", !at(obj, k.last).is_null()),
-        ("count", int_at(obj, k.count) != 0),
+        ("firstTimestamp", !at(&core, "firstTimestamp").is_null()),
+        ("lastTimestamp", !at(&core, "lastTimestamp").is_null()),
+        ("count", int_at(&core, "count") != 0),
         (
             "source",
-            !str_at(&obj[k.source], "component").is_empty()
-                || !str_at(&obj[k.source], "host").is_empty(),
+            !str_at(&core, "source.component").is_empty()
+                || !str_at(&core, "source.host").is_empty(),
         ),
     ];
     errs.extend(
