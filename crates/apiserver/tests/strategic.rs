@@ -642,6 +642,8 @@ fn custom_resources_are_not_supported_and_fall_back_to_merge_patch() {
 fn malformed_patches_are_rejected_with_upstream_messages() {
     let err = pod(json!({}), json!([1])).unwrap_err();
     assert_eq!(err.to_string(), "invalid JSON document");
+    assert_eq!(err.http_status(), 400);
+    assert_eq!(StrategicPatchError::ListOfLists.http_status(), 422);
     let live = pod_spec(json!({"containers": containers(&["a"])}));
     let err = pod(
         live.clone(),
@@ -682,7 +684,7 @@ fn malformed_patches_are_rejected_with_upstream_messages() {
         json!({"spec": {"$retainKeys": ["x"], "containers": []}}),
     )
     .unwrap_err();
-    assert_eq!(err, StrategicPatchError::PatchNotMatchRetainKeys);
+    assert_eq!(err, StrategicPatchError::BadRetainKeysFormat);
     let err = pod(
         json!({"metadata": {}}),
         json!({"metadata": {"$deleteFromPrimitiveList/finalizers": "a"}}),

@@ -85,7 +85,7 @@ pub(crate) fn apply_retain_keys(
         .iter()
         .any(|(k, v)| !v.is_null() && !is_parallel_list_key(k) && !listed(k));
     if unlisted {
-        return Err(StrategicPatchError::PatchNotMatchRetainKeys);
+        return Err(StrategicPatchError::BadRetainKeysFormat);
     }
     original.retain(|k, _| listed(k));
     Ok(())
@@ -190,7 +190,7 @@ mod tests {
         let mut patch =
             json!({"type": "Recreate", "other": 1, "gone": null, "$retainKeys": ["type"]});
         let err = apply_retain_keys(&mut original, patch.as_object_mut().unwrap());
-        assert_eq!(err, Err(StrategicPatchError::PatchNotMatchRetainKeys));
+        assert_eq!(err, Err(StrategicPatchError::BadRetainKeysFormat));
         let mut patch = json!({"$retainKeys": "type"});
         let err = apply_retain_keys(&mut original, patch.as_object_mut().unwrap());
         assert_eq!(err, Err(StrategicPatchError::BadRetainKeysFormat));

@@ -15,10 +15,9 @@ pub enum StrategicPatchError {
     MixedListTypes(String),
     #[error("invalid patch format of primitive list")]
     BadPrimitiveListFormat,
+    /// `$retainKeys` is not a list, or the patch sets a field it does not list.
     #[error("invalid patch format of retainKeys")]
     BadRetainKeysFormat,
-    #[error("patch content doesn't match retainKeys list")]
-    PatchNotMatchRetainKeys,
     #[error("invalid patch format of setElementOrder list")]
     BadSetElementOrderFormat,
     #[error("The order in patch list:\n{patch}\n doesn't match $setElementOrder list:\n{order}\n")]
@@ -39,6 +38,22 @@ pub enum StrategicPatchError {
     /// The embedded patch metadata table is unusable (a build defect, caught by tests).
     #[error("strategic merge patch metadata is invalid: {0}")]
     Table(String),
+}
+
+impl StrategicPatchError {
+    /// The HTTP status upstream's patch handler answers with (`interpretStrategicMergePatchError`):
+    /// 400 for malformed documents and directive formats, 422 for content the patch format cannot
+    /// express, and 500 for everything else, which upstream passes through unclassified.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::BadJsonDoc
+            | Self::BadPrimitiveListFormat
+            | Self::BadRetainKeysFormat
+            | Self::BadSetElementOrderFormat => 400,
+            Self::ListOfLists => 422,
+            _ => 500,
+        }
+    }
 }
 
 pub(crate) type Result<T> = std::result::Result<T, StrategicPatchError>;

@@ -5,6 +5,16 @@
 //! rely on per-field patch strategies (lists merged by a key, unions cleared with `$retainKeys`),
 //! which [`schema`] holds for the built-in kinds. The registry calls [`apply`] and answers 415 for
 //! kinds where [`supports`] is false, as upstream does for custom resources.
+//!
+//! Behaviour follows upstream v1.36's apply half (`mergeMap`, `mergeSlice`, `$setElementOrder`
+//! ordering, including where server-only elements land), with these deliberate differences:
+//! - values taken from the patch verbatim (new fields, replaced lists and maps) also lose
+//!   `$retainKeys`, `$setElementOrder/*` and `$deleteFromPrimitiveList/*` keys and nulls; upstream
+//!   leaves those to decoding into Go structs, krust stores the JSON;
+//! - fields missing from the metadata merge as plain maps and replace as lists, where upstream's
+//!   struct lookup fails (stored objects only hold known fields, so this rarely differs);
+//! - `$deleteFromPrimitiveList` with map or list elements is rejected as malformed;
+//! - element lookups hash, so long lists cost linear time (upstream is quadratic).
 
 mod directives;
 mod error;

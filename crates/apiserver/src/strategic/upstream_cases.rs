@@ -351,7 +351,7 @@ fn retain_keys_cases() {
         &json!({"retainKeysMap": {"name": "foo"}}),
         &json!({"retainKeysMap": {"$retainKeys": ["name"], "value": "bar"}}),
     );
-    assert_eq!(unlisted, Err(StrategicPatchError::PatchNotMatchRetainKeys));
+    assert_eq!(unlisted, Err(StrategicPatchError::BadRetainKeysFormat));
 }
 
 #[test]
