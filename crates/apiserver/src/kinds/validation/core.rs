@@ -1,7 +1,7 @@
 //! Validation of core/v1 storage and configuration kinds: config maps and secrets (keys, size,
 //! `immutable`), persistent volumes and claims, endpoints.
 
-use super::errors::{forbidden, invalid, quote, required, too_long};
+use super::errors::{forbidden, go_value, invalid, quote, required, too_long};
 use super::names::config_map_key;
 use super::pod::{ip_address, name_errors, one_of, port_and_protocol};
 use crate::kinds::json::{arr_at, at, obj_at, str_at, without};
@@ -164,7 +164,7 @@ const PV_NON_SOURCES: &[&str] = &[
     "volumeAttributesClassName",
 ];
 
-pub fn persistent_volume(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+pub fn persistent_volume(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut errs = Vec::new();
     let spec = at(obj, "spec");
     access_modes(&mut errs, spec, "");
@@ -180,17 +180,32 @@ pub fn persistent_volume(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
             &["Delete", "Recycle", "Retain"],
         );
     }
-    let sources = obj_at(spec, "").map_or(0, |m| {
-        m.keys()
-            .filter(|k| !PV_NON_SOURCES.contains(&k.as_str()))
-            .count()
-    });
-    match sources {
+    match obj_at(&volume_source(spec), "").map_or(0, |m| m.len()) {
         0 => errs.push(required("spec", "must specify a volume type")),
         1 => {}
         _ => errs.push(forbidden("spec", "may not specify more than 1 volume type")),
     }
+    if let Some(old) = old {
+        if volume_source(spec) != volume_source(at(old, "spec")) {
+            errs.push(forbidden(
+                "spec.persistentvolumesource",
+                "spec.persistentvolumesource is immutable after creation",
+            ));
+        }
+        if at(spec, "volumeMode") != at(old, "spec.volumeMode") {
+            errs.push(invalid(
+                "volumeMode",
+                &go_value(at(spec, "volumeMode")),
+                "field is immutable",
+            ));
+        }
+    }
     errs
+}
+
+/// The volume source part of a PersistentVolume spec: everything but the non-source fields.
+fn volume_source(spec: &Value) -> Value {
+    without(spec, PV_NON_SOURCES)
 }
 
 pub fn pvc(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
@@ -304,6 +319,13 @@ mod tests {
             json!({"spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/d"}}}),
         );
         assert_eq!(persistent_volume(&pv, None), []);
+        let mut moved = pv.clone();
+        moved["spec"]["hostPath"]["path"] = json!("/e");
+        moved["spec"]["persistentVolumeReclaimPolicy"] = json!("Delete");
+        assert_eq!(
+            fields(&persistent_volume(&moved, Some(&pv))),
+            ["spec.persistentvolumesource"]
+        );
         let empty = defaulted("PersistentVolume", json!({"spec": {}}));
         assert_eq!(
             fields(&persistent_volume(&empty, None)),
