@@ -3,7 +3,7 @@
 //! admission plugin's priority 0).
 
 use crate::kinds::json::{each_obj_mut, obj_mut, set_default, set_default_str};
-use crate::kinds::quantity::{canonicalize, canonicalize_list, canonicalize_lists};
+use crate::kinds::quantity::{canonicalize, canonicalize_list, canonicalize_lists, nanos};
 use serde_json::{json, Map, Value};
 
 /// Defaults of a `PodSpec`, wherever it is embedded (pods and every pod template).
@@ -114,19 +114,19 @@ fn qos_class(spec: &Map<String, Value>) -> &'static str {
         .iter()
         .filter_map(|k| spec.get(*k).and_then(Value::as_array))
         .flatten();
+    // A quantity's value when above zero (upstream ignores zero and unparseable ones).
     let positive = |c: &Value, kind: &str, res: &str| {
         let q = c
             .pointer(&format!("/resources/{kind}/{res}"))
             .and_then(Value::as_str);
-        q.filter(|q| !is_zero_quantity(q)).map(str::to_string)
+        q.and_then(nanos).filter(|n| *n > 0)
     };
     let (mut any, mut guaranteed) = (false, true);
     for c in containers {
         for res in ["cpu", "memory"] {
             let (request, limit) = (positive(c, "requests", res), positive(c, "limits", res));
             any |= request.is_some() || limit.is_some();
-            guaranteed &=
-                limit.is_some() && request.as_ref().is_none_or(|r| Some(r) == limit.as_ref());
+            guaranteed &= limit.is_some() && request.is_none_or(|r| Some(r) == limit);
         }
     }
     match (any, guaranteed) {
@@ -134,15 +134,6 @@ fn qos_class(spec: &Map<String, Value>) -> &'static str {
         (true, true) => "Guaranteed",
         (true, false) => "Burstable",
     }
-}
-
-/// "0", "0m", "0.0Gi"...: a quantity whose number is zero.
-fn is_zero_quantity(q: &str) -> bool {
-    let number: String = q
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    number.parse::<f64>().is_ok_and(|n| n == 0.0)
 }
 
 /// A container without requests gets its limits as requests.
@@ -317,6 +308,12 @@ mod tests {
         };
         assert_eq!(class(json!({})), "BestEffort");
         assert_eq!(class(json!({"requests": {"cpu": "0"}})), "BestEffort");
+        assert_eq!(
+            class(
+                json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1073741824"}})
+            ),
+            "Guaranteed"
+        );
         assert_eq!(
             class(json!({"limits": {"cpu": "1", "memory": "1Gi"}})),
             "Guaranteed"
