@@ -112,7 +112,9 @@ pub(crate) fn apply_set_element_order(
             continue;
         };
         let field = node.field(name);
-        let current = original.remove(name).map(expect_list).transpose()?;
+        // Taken in place, so the field keeps its position among the object's keys.
+        let current = original.get_mut(name).map(Value::take);
+        let current = current.map(expect_list).transpose()?;
         let patch_list = patch.remove(name).map(expect_list).transpose()?;
         if let Some(ordered) = ordered_list(current, patch_list, &order, &field)? {
             original.insert(name.to_string(), Value::Array(ordered));
