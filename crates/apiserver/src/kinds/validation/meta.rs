@@ -53,7 +53,69 @@ pub fn object_meta(obj: &Value, name_rule: NameRule, namespaced: bool) -> Vec<Ca
         at(obj, "metadata.annotations"),
         "metadata.annotations",
     ));
+    owner_references(&mut errs, at(obj, "metadata.ownerReferences"));
+    finalizers(&mut errs, at(obj, "metadata.finalizers"));
     errs
+}
+
+/// `ValidateOwnerReferences`: complete references (reported without an index, as upstream does)
+/// and at most one controller.
+fn owner_references(errs: &mut Vec<Cause>, refs: &Value) {
+    const PATH: &str = "metadata.ownerReferences";
+    let mut controller: Option<String> = None;
+    for r in refs.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let api_version = str_at(r, "apiVersion");
+        let version = api_version.rsplit('/').next().unwrap_or_default();
+        for (key, value, empty) in [
+            ("apiVersion", api_version, version.is_empty()),
+            ("kind", str_at(r, "kind"), str_at(r, "kind").is_empty()),
+            ("name", str_at(r, "name"), str_at(r, "name").is_empty()),
+            ("uid", str_at(r, "uid"), str_at(r, "uid").is_empty()),
+        ] {
+            if empty {
+                let detail = if key == "apiVersion" {
+                    "version must not be empty"
+                } else {
+                    "must not be empty"
+                };
+                errs.push(invalid(&format!("{PATH}.{key}"), &quote(value), detail));
+            }
+        }
+        if at(r, "controller").as_bool() == Some(true) {
+            let this = format!("{}/{}", str_at(r, "kind"), str_at(r, "name"));
+            match &controller {
+                Some(first) => errs.push(invalid(
+                    PATH,
+                    &refs.to_string(),
+                    &format!("Only one reference can have Controller set to true. Found \"true\" in references for {first} and {this}"),
+                )),
+                None => controller = Some(this),
+            }
+        }
+    }
+}
+
+/// `ValidateFinalizers`: qualified names, and not both orphan and foreground deletion.
+fn finalizers(errs: &mut Vec<Cause>, list: &Value) {
+    const PATH: &str = "metadata.finalizers";
+    let names: Vec<&str> = list
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for name in &names {
+        errs.extend(
+            qualified_name(name)
+                .iter()
+                .map(|m| invalid(PATH, &quote(name), m)),
+        );
+    }
+    if names.contains(&"orphan") && names.contains(&"foregroundDeletion") {
+        errs.push(invalid(
+            PATH,
+            &list.to_string(),
+            "finalizer orphan and foregroundDeletion cannot be both set",
+        ));
+    }
 }
 
 /// `ValidateLabels`: keys are qualified names, values label values; both reported at `field`.
@@ -165,6 +227,32 @@ mod tests {
         assert!(errs[1]
             .message
             .starts_with("Invalid value: \"bad value!\": a valid label must be"));
+    }
+
+    #[test]
+    fn owners_and_finalizers() {
+        let obj = json!({"metadata": {"name": "a", "ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u", "controller": true},
+            {"apiVersion": "apps/", "kind": "", "name": "x", "uid": "v", "controller": true}],
+            "finalizers": ["kubernetes.io/pv-protection", "orphan", "foregroundDeletion", "bad/name/x"]}});
+        let errs = object_meta(&obj, dns1123_subdomain, false);
+        assert_eq!(
+            fields(&errs).iter().map(|(f, _)| *f).collect::<Vec<_>>(),
+            [
+                "metadata.ownerReferences.apiVersion",
+                "metadata.ownerReferences.kind",
+                "metadata.ownerReferences",
+                "metadata.finalizers",
+                "metadata.finalizers"
+            ]
+        );
+        assert_eq!(
+            errs[0].message,
+            "Invalid value: \"apps/\": version must not be empty"
+        );
+        assert!(errs[2]
+            .message
+            .ends_with("Found \"true\" in references for ReplicaSet/rs and /x"));
     }
 
     #[test]
