@@ -1,7 +1,8 @@
 //! Validation of the discovery, networking, policy, RBAC, storage and scheduling kinds.
 
 use super::errors::{forbidden, go_value, invalid, not_supported, quote, required};
-use super::pod::{one_of, optional_protocol};
+use super::names::{dns1035_label, port_name, port_number};
+use super::pod::{name_errors, one_of, optional_protocol};
 use crate::kinds::json::{arr_at, at, int_at, str_at};
 use crate::kinds::Cause;
 use serde_json::Value;
@@ -60,12 +61,16 @@ const PATH_TYPES: &[&str] = &["Exact", "ImplementationSpecific", "Prefix"];
 pub fn ingress(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
     let mut errs = Vec::new();
     let rules = arr_at(obj, "spec.rules");
-    if rules.is_empty() && at(obj, "spec.defaultBackend").is_null() {
+    let default_backend = at(obj, "spec.defaultBackend");
+    if rules.is_empty() && default_backend.is_null() {
         errs.push(invalid(
             "spec",
-            &at(obj, "spec").to_string(),
+            "[]networking.IngressRule(nil)",
             "either `defaultBackend` or `rules` must be specified",
         ));
+    }
+    if !default_backend.is_null() {
+        ingress_backend(&mut errs, default_backend, "spec.defaultBackend");
     }
     for (i, rule) in rules.iter().enumerate() {
         for (j, path) in arr_at(rule, "http.paths").iter().enumerate() {
@@ -85,17 +90,62 @@ pub fn ingress(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
                     "must be an absolute path",
                 ));
             }
-            let backend = at(path, "backend");
-            if at(backend, "service").is_null() && at(backend, "resource").is_null() {
-                errs.push(invalid(
-                    &format!("{base}.backend"),
-                    &backend.to_string(),
-                    "one backend must be specified",
-                ));
-            }
+            ingress_backend(&mut errs, at(path, "backend"), &format!("{base}.backend"));
         }
     }
     errs
+}
+
+/// `validateIngressBackend`: a resource or a service (named like a Service, with a port name or
+/// number), never both.
+fn ingress_backend(errs: &mut Vec<Cause>, backend: &Value, path: &str) {
+    let (resource, service) = (at(backend, "resource"), at(backend, "service"));
+    let empty = quote("");
+    match (resource.is_null(), service.is_null()) {
+        (false, false) => errs.push(invalid(
+            path,
+            &empty,
+            "cannot set both resource and service backends",
+        )),
+        (true, true) => errs.push(invalid(
+            path,
+            &empty,
+            "resource or service backend is required",
+        )),
+        (false, true) => {}
+        (true, false) => {
+            let name = str_at(service, "name");
+            if name.is_empty() {
+                errs.push(required(&format!("{path}.service.name"), ""));
+            } else {
+                name_errors(errs, &format!("{path}.service.name"), name, dns1035_label);
+            }
+            let (port_name_value, number) =
+                (str_at(service, "port.name"), int_at(service, "port.number"));
+            match (port_name_value.is_empty(), number) {
+                (false, n) if n != 0 => errs.push(invalid(
+                    path,
+                    &empty,
+                    "cannot set both port name & port number",
+                )),
+                (false, _) => name_errors(
+                    errs,
+                    &format!("{path}.service.port.name"),
+                    port_name_value,
+                    port_name,
+                ),
+                (true, 0) => errs.push(required(path, "port name or number is required")),
+                (true, n) => {
+                    let field = format!("{path}.service.port.number");
+                    errs.extend(
+                        port_number(n)
+                            .iter()
+                            .map(|m| invalid(&field, &n.to_string(), m)),
+                    );
+                }
+            }
+        }
+    }
 }
 
 pub fn ingress_class(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
@@ -424,6 +474,40 @@ mod tests {
     }
 
     #[test]
+    fn ingress_backends() {
+        let check = |backend: Value| {
+            let mut errs = Vec::new();
+            ingress_backend(&mut errs, &backend, "b");
+            errs.into_iter()
+                .map(|c| (c.field, c.message))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            check(json!({"service": {"name": "web", "port": {"name": "http"}}})),
+            []
+        );
+        assert_eq!(
+            check(json!({"service": {"name": "web"}})),
+            [(
+                "b".to_string(),
+                "Required value: port name or number is required".to_string()
+            )]
+        );
+        assert_eq!(
+            check(json!({"service": {"name": "web", "port": {"name": "http", "number": 80}}}))[0].1,
+            "Invalid value: \"\": cannot set both port name & port number"
+        );
+        assert_eq!(
+            check(json!({}))[0].1,
+            "Invalid value: \"\": resource or service backend is required"
+        );
+        assert_eq!(
+            check(json!({"service": {"name": "Web", "port": {"number": 0}}})).len(),
+            2
+        );
+    }
+
+    #[test]
     fn leases() {
         assert_eq!(
             lease(&json!({"spec": {"leaseDurationSeconds": 40}}), None),
@@ -440,7 +524,7 @@ mod tests {
 
     #[test]
     fn networking_and_policy() {
-        let ing = json!({"spec": {"rules": [{"http": {"paths": [{"path": "x", "pathType": "Prefix", "backend": {"service": {"name": "s"}}}, {"path": "/", "backend": {}}]}}]}});
+        let ing = json!({"spec": {"rules": [{"http": {"paths": [{"path": "x", "pathType": "Prefix", "backend": {"service": {"name": "s", "port": {"number": 80}}}}, {"path": "/", "backend": {}}]}}]}});
         assert_eq!(
             fields(&ingress(&ing, None)),
             [
