@@ -1,6 +1,7 @@
 //! Validation of the discovery, networking, policy, RBAC, storage and scheduling kinds.
 
 use super::errors::{forbidden, go_value, invalid, not_supported, quote, required};
+use super::meta::label_selector;
 use super::names::{dns1035_label, port_name, port_number};
 use super::pod::{name_errors, one_of, optional_protocol};
 use crate::kinds::json::{arr_at, at, int_at, str_at};
@@ -35,6 +36,7 @@ pub fn endpoint_slice(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
 
 pub fn network_policy(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
     let mut errs = Vec::new();
+    label_selector(&mut errs, at(obj, "spec.podSelector"), "spec.podSelector");
     for (i, t) in arr_at(obj, "spec.policyTypes").iter().enumerate() {
         let t = t.as_str().unwrap_or_default();
         if !["Ingress", "Egress"].contains(&t) {
@@ -167,15 +169,17 @@ pub fn ingress_class(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
 }
 
 pub fn pdb(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+    let mut errs = Vec::new();
     let spec = at(obj, "spec");
     if !at(spec, "minAvailable").is_null() && !at(spec, "maxUnavailable").is_null() {
-        return vec![invalid(
+        errs.push(invalid(
             "spec",
             &spec.to_string(),
             "minAvailable and maxUnavailable cannot be both set",
-        )];
+        ));
     }
-    Vec::new()
+    label_selector(&mut errs, at(spec, "selector"), "spec.selector");
+    errs
 }
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";

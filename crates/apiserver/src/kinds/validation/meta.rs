@@ -3,7 +3,7 @@
 
 use super::errors::{forbidden, invalid, quote, required, too_long};
 use super::names::{dns1123_label, label_value, mask_trailing_dash, qualified_name};
-use crate::kinds::json::{at, str_at, string_map};
+use crate::kinds::json::{arr_at, at, str_at, string_map};
 use crate::kinds::Cause;
 use serde_json::Value;
 
@@ -132,6 +132,47 @@ pub fn labels(map: &Value, field: &str) -> Vec<Cause> {
     errs
 }
 
+/// `ValidateLabelSelector`: label syntax of matchLabels, and operators, keys and values of
+/// matchExpressions.
+pub fn label_selector(errs: &mut Vec<Cause>, sel: &Value, path: &str) {
+    errs.extend(labels(&sel["matchLabels"], &format!("{path}.matchLabels")));
+    for (i, e) in arr_at(sel, "matchExpressions").iter().enumerate() {
+        let expr_path = format!("{path}.matchExpressions[{i}]");
+        let (op, values) = (str_at(e, "operator"), arr_at(e, "values"));
+        let values_path = format!("{expr_path}.values");
+        match op {
+            "In" | "NotIn" if values.is_empty() => errs.push(required(
+                &values_path,
+                "must be specified when `operator` is 'In' or 'NotIn'",
+            )),
+            "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(forbidden(
+                &values_path,
+                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+            )),
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            _ => errs.push(invalid(
+                &format!("{expr_path}.operator"),
+                &quote(op),
+                "not a valid selector operator",
+            )),
+        }
+        let key = str_at(e, "key");
+        errs.extend(
+            qualified_name(key)
+                .iter()
+                .map(|m| invalid(&format!("{expr_path}.key"), &quote(key), m)),
+        );
+        for (j, v) in values.iter().enumerate() {
+            let v = v.as_str().unwrap_or_default();
+            errs.extend(
+                label_value(v)
+                    .iter()
+                    .map(|m| invalid(&format!("{values_path}[{j}]"), &quote(v), m)),
+            );
+        }
+    }
+}
+
 /// `ValidateAnnotations`: keys are case-insensitive qualified names, the total at most 256 KiB.
 pub fn annotations(map: &Value, field: &str) -> Vec<Cause> {
     let mut errs = Vec::new();
@@ -253,6 +294,26 @@ mod tests {
         assert!(errs[2]
             .message
             .ends_with("Found \"true\" in references for ReplicaSet/rs and /x"));
+    }
+
+    #[test]
+    fn label_selectors() {
+        let mut errs = Vec::new();
+        let sel = json!({"matchLabels": {"app": "web"}, "matchExpressions": [
+            {"key": "tier", "operator": "In", "values": ["a", "-bad"]}, {"key": "x", "operator": "Exists", "values": ["y"]},
+            {"key": "z", "operator": "Near"}, {"key": "", "operator": "In"}]});
+        label_selector(&mut errs, &sel, "spec.selector");
+        assert_eq!(
+            fields(&errs).iter().map(|(f, _)| *f).collect::<Vec<_>>(),
+            [
+                "spec.selector.matchExpressions[0].values[1]",
+                "spec.selector.matchExpressions[1].values",
+                "spec.selector.matchExpressions[2].operator",
+                "spec.selector.matchExpressions[3].values",
+                "spec.selector.matchExpressions[3].key",
+                "spec.selector.matchExpressions[3].key"
+            ]
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use super::errors::{
     forbidden, go_selector, go_string_map, go_value, invalid, not_supported, quote, required,
 };
-use super::meta::labels;
+use super::meta::label_selector;
 use super::pod::{one_of, template};
 use crate::kinds::json::{arr_at, at, str_at, string_map, without};
 use crate::kinds::Cause;
@@ -47,32 +47,6 @@ fn selector_matches(sel: &Value, labels: &Value) -> Option<bool> {
     Some(ok)
 }
 
-/// `ValidateLabelSelector`: label syntax of matchLabels and the operators of matchExpressions.
-fn selector_syntax(errs: &mut Vec<Cause>, sel: &Value, path: &str) {
-    errs.extend(labels(&sel["matchLabels"], &format!("{path}.matchLabels")));
-    for (i, e) in arr_at(sel, "matchExpressions").iter().enumerate() {
-        let op = str_at(e, "operator");
-        let has_values = !arr_at(e, "values").is_empty();
-        let field = format!("{path}.matchExpressions[{i}].values");
-        match op {
-            "In" | "NotIn" if !has_values => errs.push(required(
-                &field,
-                "must be specified when `operator` is 'In' or 'NotIn'",
-            )),
-            "Exists" | "DoesNotExist" if has_values => errs.push(forbidden(
-                &field,
-                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-            )),
-            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-            _ => errs.push(invalid(
-                &format!("{path}.matchExpressions[{i}].operator"),
-                &quote(op),
-                "not a valid selector operator",
-            )),
-        }
-    }
-}
-
 /// How a workload's pod template is constrained.
 struct TemplateRules {
     /// Kind name in "empty selector is invalid for <kind>".
@@ -113,7 +87,7 @@ fn selector_and_template(
     if !sel.is_object() {
         errs.push(required(&sel_path, ""));
     } else {
-        selector_syntax(errs, sel, &sel_path);
+        label_selector(errs, sel, &sel_path);
         if string_map(&sel["matchLabels"]).is_empty() && arr_at(sel, "matchExpressions").is_empty()
         {
             errs.push(invalid(
@@ -397,7 +371,7 @@ fn job_spec(errs: &mut Vec<Cause>, spec: &Value, path: &str, selector_required: 
     }
     let sel = at(spec, "selector");
     if sel.is_object() {
-        selector_syntax(errs, sel, &format!("{path}.selector"));
+        label_selector(errs, sel, &format!("{path}.selector"));
     } else if selector_required {
         errs.push(required(&format!("{path}.selector"), ""));
     }
