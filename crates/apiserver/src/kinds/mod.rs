@@ -6,6 +6,15 @@
 //! metadata.name and metadata.namespace selectable). Objects are `serde_json::Value`s in their
 //! external (versioned) JSON form; `group` is "" for the core group. No function here panics on
 //! malformed input: missing fields and wrong types read as empty.
+//!
+//! Call order, as upstream's registry does it:
+//! - create: server fields first (name from generateName, namespace, uid, creationTimestamp),
+//!   then `apply_defaults`, then `validate(obj, None)`. Defaulting relies on them: a Job's
+//!   selector is generated from its uid and name, a Namespace is labelled with its name.
+//! - update: carry the server-owned fields over from the stored object, then `apply_defaults`,
+//!   then `validate(obj, Some(old))`, which adds the rules on what may not change.
+//! - Defaulting also performs upstream's decode-time conversions: quantities canonicalised,
+//!   Secret `stringData` folded into `data`, deprecated twin fields kept in step.
 
 mod defaults;
 mod duration;
