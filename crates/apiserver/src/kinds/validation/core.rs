@@ -255,6 +255,33 @@ pub fn endpoints(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
     errs
 }
 
+/// Finalizers a namespace may carry without a domain.
+const STANDARD_FINALIZERS: &[&str] = &["kubernetes", "orphan", "foregroundDeletion"];
+
+/// A namespace's `spec.finalizers`: qualified names, domain-less ones only if standard.
+pub fn namespace(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+    let mut errs = Vec::new();
+    for f in arr_at(obj, "spec.finalizers")
+        .iter()
+        .map(|f| f.as_str().unwrap_or_default())
+    {
+        name_errors(
+            &mut errs,
+            "spec.finalizers",
+            f,
+            super::names::qualified_name,
+        );
+        if !f.contains('/') && !STANDARD_FINALIZERS.contains(&f) {
+            errs.push(invalid(
+                "spec.finalizers",
+                &quote(f),
+                "name is neither a standard finalizer name nor is it fully qualified",
+            ));
+        }
+    }
+    errs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +380,18 @@ mod tests {
             errs[0].message,
             "Required value: at least 1 access mode is required"
         );
+    }
+
+    #[test]
+    fn namespace_finalizers() {
+        assert_eq!(
+            namespace(
+                &json!({"spec": {"finalizers": ["kubernetes", "example.com/cleanup"]}}),
+                None
+            ),
+            []
+        );
+        assert_eq!(namespace(&json!({"spec": {"finalizers": ["cleanup"]}}), None)[0].message, "Invalid value: \"cleanup\": name is neither a standard finalizer name nor is it fully qualified");
     }
 
     #[test]

@@ -54,7 +54,7 @@ const RBAC: &str = "rbac.authorization.k8s.io";
 #[rustfmt::skip]
 const KINDS: &[Rules] = &[
     rules("", "Pod", dns1123_subdomain, true, Some(pod_check)),
-    rules("", "Namespace", dns1123_label, false, None),
+    rules("", "Namespace", dns1123_label, false, Some(core::namespace)),
     rules("", "Service", dns1035_label, true, Some(service::service)),
     rules("", "Endpoints", dns1123_subdomain, true, Some(core::endpoints)),
     rules("", "ConfigMap", dns1123_subdomain, true, Some(core::config_map)),
@@ -64,7 +64,7 @@ const KINDS: &[Rules] = &[
     // Upstream checks no name rule for core events beyond URL safety.
     rules("", "Event", path_segment, true, Some(events::core_event)),
     rules("", "LimitRange", dns1123_subdomain, true, None),
-    rules("", "ResourceQuota", dns1123_subdomain, true, None),
+    rules("", "ResourceQuota", dns1123_subdomain, true, Some(resources::quota)),
     rules("", "PersistentVolume", dns1123_subdomain, false, Some(core::persistent_volume)),
     rules("", "PersistentVolumeClaim", dns1123_subdomain, true, Some(core::pvc)),
     rules("apps", "Deployment", dns1123_subdomain, true, Some(workloads::deployment)),

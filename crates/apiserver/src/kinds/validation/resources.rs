@@ -34,16 +34,17 @@ fn overcommit_allowed(name: &str) -> bool {
     native && !name.starts_with("hugepages-")
 }
 
-/// Each quantity of a resource list, checked; returns the parsed ones by name.
+/// Each quantity of a resource list, checked (names with `check_name`); returns the parsed ones.
 fn quantities<'a>(
     errs: &mut Vec<Cause>,
     list: Option<&'a serde_json::Map<String, Value>>,
     path: &str,
+    check_name: fn(&mut Vec<Cause>, &str, &str),
 ) -> Vec<(&'a str, String, i128)> {
     let mut parsed = Vec::new();
     for (name, q) in list.into_iter().flatten() {
         let field = format!("{path}[{name}]");
-        resource_name(errs, &field, name);
+        check_name(errs, &field, name);
         let text = q
             .as_str()
             .map(String::from)
@@ -61,11 +62,30 @@ fn quantities<'a>(
     parsed
 }
 
+/// Quota names: standard ones or domain-qualified (`requests.cpu`, `count/deployments.apps`).
+fn quota_name(errs: &mut Vec<Cause>, field: &str, name: &str) {
+    if name.contains('/') || !name.contains('.') {
+        name_errors(errs, field, name, qualified_name);
+    }
+}
+
+/// A ResourceQuota's `spec.hard`: parseable, non-negative quantities.
+pub fn quota(obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+    let mut errs = Vec::new();
+    quantities(&mut errs, obj_at(obj, "spec.hard"), "spec.hard", quota_name);
+    errs
+}
+
 /// Validates `resources` of a container at `path` (e.g. `spec.containers[0].resources`).
 pub fn requirements(errs: &mut Vec<Cause>, resources: &Value, path: &str) {
     let (lim_path, req_path) = (format!("{path}.limits"), format!("{path}.requests"));
-    let limits = quantities(errs, obj_at(resources, "limits"), &lim_path);
-    for (name, text, request) in quantities(errs, obj_at(resources, "requests"), &req_path) {
+    let limits = quantities(errs, obj_at(resources, "limits"), &lim_path, resource_name);
+    for (name, text, request) in quantities(
+        errs,
+        obj_at(resources, "requests"),
+        &req_path,
+        resource_name,
+    ) {
         match limits.iter().find(|(n, _, _)| *n == name) {
             Some((_, limit, l)) if !overcommit_allowed(name) && request != *l => {
                 errs.push(invalid(
@@ -124,6 +144,24 @@ mod tests {
                 "Required value: Limit must be set for non overcommitable resources",
                 "Invalid value: \"2Mi\": must be equal to hugepages-2Mi limit of 4Mi"
             ]
+        );
+    }
+
+    #[test]
+    fn quotas() {
+        assert_eq!(
+            quota(
+                &json!({"spec": {"hard": {"pods": "10", "requests.cpu": "4", "count/deployments.apps": "2"}}}),
+                None
+            ),
+            []
+        );
+        assert_eq!(
+            fields(&quota(
+                &json!({"spec": {"hard": {"pods": "-1", "cpu": "x"}}}),
+                None
+            )),
+            ["spec.hard[cpu]", "spec.hard[pods]"]
         );
     }
 
