@@ -18,6 +18,46 @@ fn pod_spec() -> Value {
         "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}]})
 }
 
+/// A chart-style pod spec: init container, sidecar, probes of every handler, env from config,
+/// security contexts, affinity, topology spread, projected volumes.
+fn rich_pod_spec() -> Value {
+    json!({
+        "serviceAccountName": "web", "priorityClassName": "high", "hostname": "web-0", "subdomain": "web",
+        "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "fsGroup": 2000, "seccompProfile": {"type": "RuntimeDefault"}},
+        "initContainers": [
+            {"name": "migrate", "image": "registry.example.com/app/migrate@sha256:0123456789abcdef", "command": ["sh", "-c", "true"],
+             "envFrom": [{"configMapRef": {"name": "web"}}, {"secretRef": {"name": "web", "optional": true}}]},
+            {"name": "proxy", "image": "envoyproxy/envoy:v1.30", "restartPolicy": "Always",
+             "startupProbe": {"tcpSocket": {"port": 9901}, "failureThreshold": 30, "periodSeconds": 2}}
+        ],
+        "containers": [{
+            "name": "app", "image": "localhost:5000/app:1.0.0", "imagePullPolicy": "IfNotPresent", "args": ["--port=8080"],
+            "ports": [{"name": "http", "containerPort": 8080}, {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+                      {"containerPort": 53, "protocol": "UDP", "name": "dns"}],
+            "env": [{"name": "MY_ENV.NAME", "value": "x"}, {"name": "LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}}],
+            "resources": {"requests": {"cpu": 0.25, "memory": "256Mi", "ephemeral-storage": "1Gi"}, "limits": {"cpu": 1, "memory": "512Mi"}},
+            "livenessProbe": {"grpc": {"port": 9090}, "initialDelaySeconds": 10},
+            "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]}, "successThreshold": 2},
+            "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}},
+            "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": true},
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "token", "mountPath": "/var/run/token", "readOnly": true},
+                             {"name": "data", "mountPath": "/data", "subPath": "app"}]
+        }],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+            {"name": "token", "projected": {"sources": [{"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
+                                                     {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}},
+            {"name": "data", "persistentVolumeClaim": {"claimName": "data"}}
+        ],
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100,
+            "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "web"}}}}]}},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"app": "web"}}}],
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"operator": "Exists"}, {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]
+    })
+}
+
 fn template() -> Value {
     json!({"metadata": {"labels": {"app": TEMPLATE_LABELS}}, "spec": pod_spec()})
 }
@@ -165,6 +205,36 @@ fn samples() -> Vec<(&'static str, &'static str, bool, Value)> {
             "Deployment",
             true,
             json!({"spec": {"replicas": 3, "selector": selector(), "template": template()}}),
+        ),
+        (
+            "apps",
+            "Deployment",
+            true,
+            json!({"spec": {"selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "api"]}]},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}, "minReadySeconds": 5,
+            "template": {"metadata": {"labels": {"app": "web", "app.kubernetes.io/version": "1.0.0"}, "annotations": {"prometheus.io/scrape": "true"}},
+                "spec": rich_pod_spec()}}}),
+        ),
+        (
+            "apps",
+            "Deployment",
+            true,
+            json!({"spec": {"selector": selector(), "strategy": {"type": "Recreate"}, "template": template()}}),
+        ),
+        (
+            "batch",
+            "Job",
+            true,
+            json!({"spec": {"completionMode": "Indexed", "completions": 5, "parallelism": 2, "backoffLimitPerIndex": 1,
+            "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]},
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "work", "image": "busybox"}]}}}}),
+        ),
+        (
+            "batch",
+            "CronJob",
+            true,
+            json!({"spec": {"schedule": "@hourly", "timeZone": "Etc/UTC", "concurrencyPolicy": "Forbid",
+            "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "busybox"}]}}}}}}),
         ),
         (
             "apps",
