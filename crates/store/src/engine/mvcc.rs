@@ -238,11 +238,10 @@ impl Mvcc {
         let Some(start) = self.history.front().map(|h| h.rev) else {
             return Some(Vec::new());
         };
-        let skip = (from - start).max(0) as usize;
+        let skip = ((from - start).max(0) as usize).min(self.history.len());
         Some(
             self.history
-                .iter()
-                .skip(skip)
+                .range(skip..)
                 .take_while(|h| h.rev <= to)
                 .take(max_revs)
                 .cloned()

@@ -225,7 +225,11 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, StoreError> {
     for (i, (path, _, _)) in logs.iter().enumerate() {
         let d = read_frames(path).map_err(storage)?;
         if !d.complete {
-            if i + 1 != logs.len() {
+            // A torn write can only be the last thing written: every later segment is empty.
+            let later_empty = logs[i + 1..]
+                .iter()
+                .all(|(p, _, _)| fs::metadata(p).map(|m| m.len() == 0).unwrap_or(false));
+            if !later_empty {
                 return Err(StoreError::Storage(format!(
                     "corrupt log segment {}",
                     path.display()
