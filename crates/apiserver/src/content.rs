@@ -1,6 +1,7 @@
-//! Content negotiation: request bodies in JSON or YAML (and the patch media types), responses in
-//! JSON, YAML, `meta.k8s.io` Table or PartialObjectMetadata as the Accept header asks. Protobuf is
-//! not spoken; clients that list JSON as an alternative get JSON, others a 406/415 Status.
+//! Content negotiation: request bodies in JSON, YAML or Kubernetes protobuf (and the patch media
+//! types), responses in JSON, YAML, `meta.k8s.io` Table or PartialObjectMetadata as the Accept
+//! header asks. Responses are never protobuf: clients that list JSON as an alternative (client-go
+//! does) get JSON, others a 406 Status.
 
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -9,7 +10,8 @@ use serde_json::Value;
 
 use crate::status::ApiError;
 
-const ACCEPTED_BODIES: &str = "application/json, application/yaml";
+const ACCEPTED_BODIES: &str =
+    "application/json, application/yaml, application/vnd.kubernetes.protobuf";
 const ACCEPTED_OUTPUTS: &str = "application/json, application/yaml";
 
 /// How the body of a write is encoded.
@@ -21,6 +23,7 @@ pub enum BodyType {
     JsonPatch,
     StrategicMergePatch,
     ApplyPatch,
+    Protobuf,
 }
 
 pub fn body_type(headers: &HeaderMap) -> Result<BodyType, ApiError> {
@@ -41,6 +44,7 @@ pub fn body_type(headers: &HeaderMap) -> Result<BodyType, ApiError> {
         "application/json-patch+json" => BodyType::JsonPatch,
         "application/strategic-merge-patch+json" => BodyType::StrategicMergePatch,
         "application/apply-patch+yaml" => BodyType::ApplyPatch,
+        "application/vnd.kubernetes.protobuf" => BodyType::Protobuf,
         _ => return Err(ApiError::UnsupportedMediaType(ACCEPTED_BODIES.into())),
     })
 }

@@ -21,6 +21,7 @@ mod metrics;
 mod namespaces;
 mod openapi;
 mod patch;
+mod protobuf;
 mod registry;
 mod request;
 pub mod resources;

@@ -1,6 +1,5 @@
-//! PATCH bodies: JSON merge patch (RFC 7396) and JSON patch (RFC 6902). Strategic merge patch is
-//! applied as a merge patch with its `$` directives dropped until the real SMP lands; that is exact
-//! for what kubectl label, annotate and scale send, not for list merges by key.
+//! PATCH bodies: JSON merge patch (RFC 7396), JSON patch (RFC 6902) and strategic merge patch
+//! (through [`crate::strategic`], with the kind's patch strategies).
 
 use http::HeaderMap;
 use serde_json::Value;
@@ -10,6 +9,7 @@ use crate::status::{ApiError, ApiResult};
 
 pub enum Patch {
     Merge(Value),
+    Strategic(Value),
     Json(json_patch::Patch),
 }
 
@@ -18,11 +18,7 @@ impl Patch {
         let bad = |e: serde_json::Error| ApiError::BadRequest(format!("error decoding patch: {e}"));
         match content::body_type(headers)? {
             BodyType::MergePatch => Ok(Patch::Merge(serde_json::from_slice(body).map_err(bad)?)),
-            BodyType::StrategicMergePatch => {
-                let mut v: Value = serde_json::from_slice(body).map_err(bad)?;
-                drop_directives(&mut v);
-                Ok(Patch::Merge(v))
-            }
+            BodyType::StrategicMergePatch => Ok(Patch::Strategic(serde_json::from_slice(body).map_err(bad)?)),
             BodyType::JsonPatch => Ok(Patch::Json(serde_json::from_slice(body).map_err(bad)?)),
             _ => Err(ApiError::UnsupportedMediaType(
                 "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json".into(),
@@ -32,9 +28,14 @@ impl Patch {
 
     /// The patched object. A resourceVersion the patch itself sets is kept as the caller's
     /// precondition; the one inherited from `old` is removed so the write can be retried.
-    pub fn apply(&self, old: &Value) -> ApiResult<Value> {
+    pub fn apply(&self, old: &Value, gvk: (&str, &str, &str)) -> ApiResult<Value> {
         let mut new = old.clone();
         let explicit_rv = match self {
+            Patch::Strategic(p) => {
+                new = crate::strategic::apply(old, p, gvk)
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+                !p["metadata"]["resourceVersion"].is_null()
+            }
             Patch::Merge(p) => {
                 if !p.is_object() {
                     return Err(ApiError::BadRequest(
@@ -68,34 +69,40 @@ impl Patch {
     }
 }
 
-/// Removes strategic-merge-patch directives (`$patch`, `$setElementOrder/...`, `$retainKeys`,
-/// `$deleteFromPrimitiveList/...`) that a plain merge would otherwise store as fields.
-fn drop_directives(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            m.retain(|k, _| !k.starts_with('$'));
-            m.values_mut().for_each(drop_directives);
-        }
-        Value::Array(a) => a.iter_mut().for_each(drop_directives),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
+    const GVK: (&str, &str, &str) = ("apps", "v1", "Deployment");
+
     #[test]
     fn merge_keeps_inherited_rv_out() {
         let old =
             json!({"metadata": {"name": "x", "resourceVersion": "5"}, "spec": {"replicas": 1}});
-        let p = Patch::Merge(json!({"spec": {"replicas": 3}, "$setElementOrder/x": []}));
-        let new = p.apply(&old).unwrap();
+        let p = Patch::Merge(json!({"spec": {"replicas": 3}}));
+        let new = p.apply(&old, GVK).unwrap();
         assert_eq!(new["spec"]["replicas"], 3);
         assert!(new["metadata"]["resourceVersion"].is_null());
         let p = Patch::Merge(json!({"metadata": {"resourceVersion": "4"}}));
-        assert_eq!(p.apply(&old).unwrap()["metadata"]["resourceVersion"], "4");
+        assert_eq!(
+            p.apply(&old, GVK).unwrap()["metadata"]["resourceVersion"],
+            "4"
+        );
+    }
+
+    #[test]
+    fn strategic_merges_containers_by_name() {
+        let old = json!({"metadata": {"name": "d"}, "spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}}}});
+        let p = Patch::Strategic(
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "z"}]}}}}),
+        );
+        let new = p.apply(&old, GVK).unwrap();
+        let c = &new["spec"]["template"]["spec"]["containers"];
+        assert_eq!(
+            (c[0]["image"].as_str(), c[1]["image"].as_str()),
+            (Some("x"), Some("z"))
+        );
     }
 
     #[test]
@@ -106,7 +113,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            Patch::Json(p).apply(&old).unwrap()["metadata"]["labels"]["a"],
+            Patch::Json(p).apply(&old, GVK).unwrap()["metadata"]["labels"]["a"],
             "b"
         );
     }

@@ -108,12 +108,20 @@ impl Call<'_> {
     /// Decodes the body as an object of the URL's kind (`kind`/`version` override for subresources).
     pub fn body_object(&self, kind: &str, version: &str) -> ApiResult<Value> {
         let bt = content::body_type(&self.parts.headers)?;
-        if !matches!(bt, BodyType::Json | BodyType::Yaml) {
-            return Err(ApiError::UnsupportedMediaType(
-                "application/json, application/yaml".into(),
-            ));
-        }
-        let obj = content::decode_object(bt, &self.body)?;
+        let obj = match bt {
+            BodyType::Json | BodyType::Yaml => content::decode_object(bt, &self.body)?,
+            BodyType::Protobuf => {
+                let (group, v) = version.split_once('/').unwrap_or(("", version));
+                crate::protobuf::decode(&self.body, group, v, kind)
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))?
+            }
+            _ => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "application/json, application/yaml, application/vnd.kubernetes.protobuf"
+                        .into(),
+                ))
+            }
+        };
         check_type(self.res(), &obj, kind, version)?;
         Ok(obj)
     }
@@ -221,7 +229,7 @@ async fn patch(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
             call.sub(),
             call.query.dry_run,
             |old| {
-                let new = patch.apply(old)?;
+                let new = patch.apply(old, (res.group, res.version, res.kind))?;
                 check_name_matches(call, &new)?;
                 check_type(res, &new, res.kind, &res.api_version())?;
                 Ok(new)
@@ -236,8 +244,11 @@ fn delete_options(call: &Call<'_>) -> ApiResult<DeleteOptions> {
     let body: Value = if call.body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        let bt = content::body_type(&call.parts.headers)?;
-        content::decode_object(bt, &call.body)?
+        match content::body_type(&call.parts.headers)? {
+            BodyType::Protobuf => crate::protobuf::decode_meta(&call.body, "DeleteOptions")
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+            bt => content::decode_object(bt, &call.body)?,
+        }
     };
     let dry_run = call.query.dry_run
         || body["dryRun"]

@@ -87,7 +87,7 @@ pub async fn write(call: &Call<'_>) -> ApiResult<Value> {
             |old| {
                 let scale = match (&put_body, &patch) {
                     (Some(b), _) => b.clone(),
-                    (None, Some(p)) => p.apply(&to_scale(old))?,
+                    (None, Some(p)) => p.apply(&to_scale(old), ("autoscaling", "v1", "Scale"))?,
                     _ => return Err(ApiError::MethodNotAllowed),
                 };
                 check_type(call.info.res, &scale, "Scale", "autoscaling/v1")?;

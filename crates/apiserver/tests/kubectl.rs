@@ -78,6 +78,148 @@ async fn get_namespaces_and_version() {
     s.stop().await;
 }
 
+/// kubectl 1.33's `create` generators send protobuf bodies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_generators_protobuf() {
+    let s = TestServer::start().await;
+    s.ok(&["create", "ns", "gen"]).await;
+    s.ok(&[
+        "create",
+        "configmap",
+        "c",
+        "-n",
+        "gen",
+        "--from-literal=a=b",
+    ])
+    .await;
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s",
+        "-n",
+        "gen",
+        "--from-literal=pw=hunter2",
+    ])
+    .await;
+    s.ok(&["create", "serviceaccount", "sa", "-n", "gen"]).await;
+    s.ok(&[
+        "create",
+        "deployment",
+        "d",
+        "-n",
+        "gen",
+        "--image=busybox",
+        "--replicas=0",
+    ])
+    .await;
+    s.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "np",
+        "-n",
+        "gen",
+        "--tcp=80:8080",
+    ])
+    .await;
+    s.ok(&["create", "job", "j", "-n", "gen", "--image=busybox"])
+        .await;
+    s.ok(&[
+        "create",
+        "cronjob",
+        "cj",
+        "-n",
+        "gen",
+        "--image=busybox",
+        "--schedule=*/5 * * * *",
+    ])
+    .await;
+    s.ok(&[
+        "create",
+        "role",
+        "r",
+        "-n",
+        "gen",
+        "--verb=get",
+        "--resource=pods",
+    ])
+    .await;
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "rb",
+        "-n",
+        "gen",
+        "--role=r",
+        "--user=bob",
+    ])
+    .await;
+    s.ok(&[
+        "create",
+        "clusterrole",
+        "cr",
+        "--verb=get",
+        "--resource=nodes",
+    ])
+    .await;
+    s.ok(&["create", "quota", "q", "-n", "gen", "--hard=pods=3"])
+        .await;
+    s.ok(&["create", "priorityclass", "pc", "--value=100"])
+        .await;
+    s.ok(&[
+        "create",
+        "pdb",
+        "pdb",
+        "-n",
+        "gen",
+        "--selector=app=x",
+        "--min-available=1",
+    ])
+    .await;
+    s.ok(&[
+        "create",
+        "ingress",
+        "ing",
+        "-n",
+        "gen",
+        "--rule=example.com/=svc:80",
+    ])
+    .await;
+    let cm = s
+        .ok(&["get", "cm", "c", "-n", "gen", "-o", "jsonpath={.data.a}"])
+        .await;
+    assert_eq!(cm, "b");
+    let secret = s
+        .ok(&[
+            "get",
+            "secret",
+            "s",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.data.pw}",
+        ])
+        .await;
+    assert_eq!(secret, "aHVudGVyMg==");
+    let d = s.ok(&["get", "deploy", "d", "-n", "gen", "-o", "jsonpath={.spec.replicas} {.spec.selector.matchLabels.app} {.spec.template.spec.containers[0].image}"]).await;
+    assert_eq!(d, "0 d busybox");
+    let np = s
+        .ok(&[
+            "get",
+            "svc",
+            "np",
+            "-n",
+            "gen",
+            "-o",
+            "jsonpath={.spec.type} {.spec.ports[0].targetPort}",
+        ])
+        .await;
+    assert_eq!(np, "NodePort 8080");
+    s.ok(&["delete", "ns", "gen"]).await;
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_resources() {
     let s = TestServer::start().await;
