@@ -91,38 +91,8 @@ pub(crate) fn apply_retain_keys(
     Ok(())
 }
 
-/// Cleans a patch value that is taken as is (a new field, a replaced list or map), as upstream's
-/// `discardNullValuesFromPatch` and `removeDirectives` do: nulls in maps go, and so does every
-/// map carrying `$patch` (`None` if `value` itself is one). The other directive keys are dropped
-/// too; upstream leaves them to decoding into Go structs, but krust stores JSON.
-pub(crate) fn strip_directives(value: Value) -> Option<Value> {
-    match value {
-        Value::Object(map) if map.contains_key(PATCH) => None,
-        Value::Object(mut map) => {
-            strip_map_directives(&mut map);
-            Some(Value::Object(map))
-        }
-        Value::Array(items) => Some(Value::Array(
-            items.into_iter().filter_map(strip_directives).collect(),
-        )),
-        other => Some(other),
-    }
-}
-
-/// [`strip_directives`] on the fields of a map (whose own `$patch` has been handled).
-pub(crate) fn strip_map_directives(map: &mut Map<String, Value>) {
-    let fields = std::mem::take(map);
-    for (key, value) in fields {
-        if value.is_null() || is_directive_key(&key) {
-            continue;
-        }
-        if let Some(value) = strip_directives(value) {
-            map.insert(key, value);
-        }
-    }
-}
-
-fn is_directive_key(key: &str) -> bool {
+/// Keys that only steer the merge and never belong in a stored object.
+pub(crate) fn is_directive_key(key: &str) -> bool {
     key == PATCH || key == RETAIN_KEYS || is_parallel_list_key(key)
 }
 
@@ -146,19 +116,6 @@ mod tests {
             directive_target("$deleteFromPrimitiveList", DELETE_FROM_PRIMITIVE_LIST),
             Err(StrategicPatchError::BadPrimitiveListFormat)
         );
-    }
-
-    #[test]
-    fn strips_directives_and_nulls_from_new_values() {
-        let value = json!({
-            "a": null, "b": {"$patch": "replace", "c": 1}, "$retainKeys": ["d"],
-            "$setElementOrder/l": [], "l": [{"$patch": "delete", "name": "x"}, {"name": "y", "v": null}, null]
-        });
-        assert_eq!(
-            strip_directives(value),
-            Some(json!({"l": [{"name": "y"}, null]}))
-        );
-        assert_eq!(strip_directives(json!({"$patch": "delete"})), None);
     }
 
     #[test]

@@ -11,6 +11,9 @@ pub enum StrategicPatchError {
     BadJsonDoc,
     #[error("lists of lists are not supported")]
     ListOfLists,
+    /// A `$setElementOrder` list for a field whose live and patch lists are both empty.
+    #[error("no elements in any of the given slices")]
+    NoElements,
     #[error("list element types are not identical: {0}")]
     MixedListTypes(String),
     #[error("invalid patch format of primitive list")]

@@ -6,12 +6,13 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use super::directives::{strip_directives, Directive, PATCH};
+use super::directives::{Directive, PATCH};
 use super::error::{Result, StrategicPatchError};
 use super::map::merge_map;
 use super::order::{self, Identity};
 use super::schema::{Field, Node};
 use super::value::{canonical, merge_key_value, render_list};
+use super::verbatim::raw_value;
 
 /// What a list holds; upstream requires one element type per list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,12 +98,26 @@ fn merge_maps_by_key(original: Vec<Value>, patch: Vec<Value>, field: &Field) -> 
     let key = field
         .merge_key
         .ok_or_else(|| StrategicPatchError::NoMergeKeyDeclared(field.name.to_string()))?;
-    let (original, patch, deleted) = apply_element_directives(original, patch, key)?;
     let identity = Identity::MergeKey(key);
-    let server_order = identity.of_all(&original)?;
-    let patch_order = identity.of_all(&patch)?;
+    let (survivors, plain, deleted) = match apply_element_directives(original, patch, key)? {
+        Elements::Merge {
+            survivors,
+            plain,
+            deleted,
+        } => (survivors, plain, deleted),
+        Elements::Replace(plain) => {
+            // Upstream still requires the merge key on every element of the new list.
+            identity.of_all(&plain)?;
+            return Ok(Merged {
+                items: plain.into_iter().map(raw_value).collect(),
+                server_view: None,
+            });
+        }
+    };
+    let server_order = identity.of_all(&survivors)?;
+    let patch_order = identity.of_all(&plain)?;
     let server_view = server_view(&server_order, &patch_order, deleted);
-    let merged = merge_by_key(original, patch, key, field.node)?;
+    let merged = merge_by_key(survivors, plain, key, field.node)?;
     let items = order::normalize(merged, identity, &patch_order, &server_order)?;
     Ok(Merged {
         items,
@@ -129,14 +144,25 @@ fn server_view(survivors: &[Value], patch_keys: &[Value], deleted: usize) -> Vec
     view
 }
 
+/// A merge list's patch once its `$patch` elements are applied.
+enum Elements {
+    /// Merge the plain patch elements into the original elements that were not deleted.
+    Merge {
+        survivors: Vec<Value>,
+        plain: Vec<Value>,
+        deleted: usize,
+    },
+    /// `$patch: replace`: the plain patch elements are the whole list.
+    Replace(Vec<Value>),
+}
+
 /// Applies `$patch` elements: `delete` removes every original element with that merge-key value,
-/// `replace` discards the original list. Returns the original, the plain patch elements and how
-/// many original elements were deleted.
+/// `replace` discards the original list.
 fn apply_element_directives(
     mut original: Vec<Value>,
     patch: Vec<Value>,
     key: &str,
-) -> Result<(Vec<Value>, Vec<Value>, usize)> {
+) -> Result<Elements> {
     let before = original.len();
     let mut plain = Vec::with_capacity(patch.len());
     let mut doomed = HashSet::new();
@@ -151,16 +177,14 @@ fn apply_element_directives(
             Some(Directive::Merge) => return Err(StrategicPatchError::MergeDirectiveInList),
         }
     }
-    if !doomed.is_empty() {
-        original.retain(|o| !o.get(key).is_some_and(|v| doomed.contains(&canonical(v))));
+    if replace {
+        return Ok(Elements::Replace(plain));
     }
-    let deleted = before - original.len();
-    // After `replace` the plain elements are the whole list; merging them into an empty list keeps
-    // their order and strips nulls like any new value.
-    Ok(if replace {
-        (Vec::new(), plain, deleted)
-    } else {
-        (original, plain, deleted)
+    original.retain(|o| !o.get(key).is_some_and(|v| doomed.contains(&canonical(v))));
+    Ok(Elements::Merge {
+        deleted: before - original.len(),
+        survivors: original,
+        plain,
     })
 }
 
@@ -190,12 +214,10 @@ fn merge_by_key(
                 };
                 original[i] = Value::Object(merge_map(current, element, node)?);
             }
-            // A new element is taken as is, as upstream appends it.
+            // A new element is appended as sent, as upstream does.
             None => {
-                if let Some(new) = strip_directives(Value::Object(element)) {
-                    index.insert(wanted, original.len());
-                    original.push(new);
-                }
+                index.insert(wanted, original.len());
+                original.push(raw_value(Value::Object(element)));
             }
         }
     }

@@ -4,14 +4,13 @@
 
 use serde_json::{Map, Value};
 
-use super::directives::{
-    self, strip_directives, strip_map_directives, Directive, DELETE_FROM_PRIMITIVE_LIST, PATCH,
-};
+use super::directives::{self, Directive, DELETE_FROM_PRIMITIVE_LIST, PATCH};
 use super::error::{Result, StrategicPatchError};
 use super::list;
 use super::order;
 use super::schema::{Field, Node};
 use super::value::render_map;
+use super::verbatim::{new_value, raw_map, raw_value};
 
 /// Merges `patch` into `original`, both objects of type `node`.
 pub(crate) fn merge_map(
@@ -35,12 +34,9 @@ pub(crate) fn merge_map(
 
 /// `$patch` on a map: `replace` makes the patch (minus the directive) the whole value, `delete`
 /// empties it. Upstream rejects `merge` here too; it only means something for whole lists.
-fn map_directive(directive: &Value, mut patch: Map<String, Value>) -> Result<Map<String, Value>> {
+fn map_directive(directive: &Value, patch: Map<String, Value>) -> Result<Map<String, Value>> {
     match Directive::parse(directive, &patch)? {
-        Directive::Replace => {
-            strip_map_directives(&mut patch);
-            Ok(patch)
-        }
+        Directive::Replace => Ok(raw_map(patch)),
         Directive::Delete => Ok(Map::new()),
         Directive::Merge => Err(StrategicPatchError::BadPatchType {
             directive: "merge".to_string(),
@@ -69,18 +65,21 @@ fn merge_field(
 }
 
 /// Merges a field's patch value into its current value: maps recurse unless the field's strategy
-/// is `replace`, lists merge only with strategy `merge`, anything else is replaced by the patch
-/// value (`None`: the field goes away, as for a new value that is only a `$patch` directive).
+/// is `replace`, lists merge only with strategy `merge`; otherwise the patch value is taken
+/// (`None`: the field goes away, as for a new value that is only a `$patch` directive).
 fn merge_value(current: Option<Value>, patch: Value, field: &Field) -> Result<Option<Value>> {
-    match (current, patch) {
-        (Some(Value::Object(o)), Value::Object(p)) if !field.strategy.replace => {
-            Ok(Some(Value::Object(merge_map(o, p, field.node)?)))
+    let merged = match (current, patch) {
+        (Some(Value::Object(_)), Value::Object(p)) if field.strategy.replace => {
+            Value::Object(raw_map(p))
         }
+        (Some(Value::Object(o)), Value::Object(p)) => Value::Object(merge_map(o, p, field.node)?),
         (Some(Value::Array(o)), Value::Array(p)) if field.strategy.merge => {
-            Ok(Some(Value::Array(list::merge_list(o, p, field)?)))
+            Value::Array(list::merge_list(o, p, field)?)
         }
-        (_, patch) => Ok(strip_directives(patch)),
-    }
+        (Some(Value::Array(_)), Value::Array(p)) => raw_value(Value::Array(p)),
+        (_, patch) => return Ok(new_value(patch)),
+    };
+    Ok(Some(merged))
 }
 
 #[cfg(test)]

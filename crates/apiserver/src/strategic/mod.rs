@@ -3,17 +3,19 @@
 //!
 //! `kubectl apply` (client-side), `edit`, `label` and `rollout restart` send these patches; they
 //! rely on per-field patch strategies (lists merged by a key, unions cleared with `$retainKeys`),
-//! which [`schema`] holds for the built-in kinds. The registry calls [`apply`] and answers 415 for
+//! which the `schema` module holds for the built-in kinds. The registry calls [`apply`] and answers 415 for
 //! kinds where [`supports`] is false, as upstream does for custom resources.
 //!
-//! Behaviour follows upstream v1.36's apply half (`mergeMap`, `mergeSlice`, `$setElementOrder`
-//! ordering, including where server-only elements land), with these deliberate differences:
-//! - values taken from the patch verbatim (new fields, replaced lists and maps) also lose
-//!   `$retainKeys`, `$setElementOrder/*` and `$deleteFromPrimitiveList/*` keys and nulls; upstream
-//!   leaves those to decoding into Go structs, krust stores the JSON;
+//! Behaviour follows upstream's apply half (`mergeMap`, `mergeSlice`, `$setElementOrder`
+//! ordering, including where server-only elements land and its quirks), checked against
+//! `kubectl patch --local` in `tests/strategic_random.rs`. Deliberate differences:
+//! - patch values upstream keeps verbatim lose null fields and directive keys here, as decoding
+//!   into Go structs drops them there (krust stores the JSON; see the `verbatim` module);
 //! - fields missing from the metadata merge as plain maps and replace as lists, where upstream's
 //!   struct lookup fails (stored objects only hold known fields, so this rarely differs);
 //! - `$deleteFromPrimitiveList` with map or list elements is rejected as malformed;
+//! - a map's keys are processed in sorted order, where Go's is random (only a patch that adds and
+//!   deletes the same primitive in one go can tell);
 //! - element lookups hash, so long lists cost linear time (upstream is quadratic).
 
 mod directives;
@@ -25,6 +27,7 @@ mod schema;
 #[cfg(test)]
 mod upstream_cases;
 mod value;
+mod verbatim;
 
 use serde_json::{Map, Value};
 

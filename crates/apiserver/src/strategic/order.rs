@@ -7,13 +7,14 @@
 
 use serde_json::{Map, Value};
 
-use super::directives::{self, strip_directives, SET_ELEMENT_ORDER};
+use super::directives::{self, SET_ELEMENT_ORDER};
 use super::error::{Result, StrategicPatchError};
 use super::list::{is_directive, merge_list_viewed, Merged};
 use super::schema::{Field, Node};
 use super::value::{
     canonical, expect_list, expect_map, merge_key_value, render_list, same, Positions,
 };
+use super::verbatim::new_value;
 
 /// How list elements are identified: by merge-key value (lists of maps) or by value.
 #[derive(Clone, Copy)]
@@ -131,6 +132,11 @@ fn ordered_list(
 ) -> Result<Option<Vec<Value>>> {
     let identity = field.merge_key.map_or(Identity::Value, Identity::MergeKey);
     validate_order(patch.as_deref().unwrap_or_default(), order, identity)?;
+    let no_elements = |list: &Option<Vec<Value>>| list.as_ref().is_none_or(Vec::is_empty);
+    if (current.is_some() || patch.is_some()) && no_elements(&current) && no_elements(&patch) {
+        // Upstream cannot tell the element type of two empty lists and fails the patch.
+        return Err(StrategicPatchError::NoElements);
+    }
     let live_order = identity.of_all(current.as_deref().unwrap_or_default())?;
     let Merged { items, server_view } = match (current, patch) {
         (None, None) => return Ok(None),
@@ -142,7 +148,7 @@ fn ordered_list(
             merge_list_viewed(current, patch, field)?
         }
         (_, Some(patch)) => Merged {
-            items: patch.into_iter().filter_map(strip_directives).collect(),
+            items: patch.into_iter().filter_map(new_value).collect(),
             server_view: None,
         },
     };
