@@ -59,6 +59,8 @@ pub struct Query {
     pub dry_run: bool,
     pub grace_period: Option<i64>,
     pub propagation_policy: String,
+    /// `Strict`, `Warn` (the default) or `Ignore`: what unknown fields in the body cause.
+    pub field_validation: String,
 }
 
 fn truthy(v: &str) -> bool {
@@ -90,6 +92,7 @@ impl Query {
                     q.grace_period = Some(v.parse().map_err(|_| bad_int("gracePeriodSeconds", &v))?)
                 }
                 "propagationPolicy" => q.propagation_policy = v,
+                "fieldValidation" => q.field_validation = v,
                 _ => {}
             }
         }

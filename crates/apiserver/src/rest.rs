@@ -127,6 +127,45 @@ impl Call<'_> {
     }
 }
 
+impl Call<'_> {
+    /// Drops fields the kind does not have, as upstream's typed decoding does; with
+    /// `fieldValidation=Strict` they are a BadRequest instead. Returns the warnings to send.
+    pub fn check_fields(
+        &self,
+        obj: &mut Value,
+        kind: &str,
+        version: &str,
+    ) -> ApiResult<Vec<String>> {
+        let (group, v) = version.split_once('/').unwrap_or(("", version));
+        let unknown = crate::protobuf::fields::prune_unknown(obj, group, v, kind);
+        if unknown.is_empty() || self.query.field_validation == "Ignore" {
+            return Ok(Vec::new());
+        }
+        let listed: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        if self.query.field_validation == "Strict" {
+            return Err(ApiError::BadRequest(format!(
+                "{kind} in version \"{v}\" cannot be handled as a {kind}: strict decoding error: {}",
+                listed.join(", ")
+            )));
+        }
+        Ok(listed)
+    }
+}
+
+/// Upstream's `Warning: 299 - "..."` headers.
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+        if let Ok(v) = http::HeaderValue::from_str(&text) {
+            resp.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    resp
+}
+
 async fn get(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
     let obj = call
         .registry
@@ -186,7 +225,8 @@ fn check_name_matches(call: &Call<'_>, obj: &Value) -> ApiResult<()> {
 
 async fn create(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
     let res = call.res();
-    let obj = call.body_object(res.kind, &res.api_version())?;
+    let mut obj = call.body_object(res.kind, &res.api_version())?;
+    let warnings = call.check_fields(&mut obj, res.kind, &res.api_version())?;
     check_namespace_matches(call, &obj)?;
     if res.namespaced && call.ns().is_none() {
         return Err(ApiError::NoSuchResource);
@@ -195,12 +235,16 @@ async fn create(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
         .registry
         .create(res, call.ns(), obj, call.query.dry_run)
         .await?;
-    Ok(call.render_one(StatusCode::CREATED, created, output))
+    Ok(with_warnings(
+        call.render_one(StatusCode::CREATED, created, output),
+        &warnings,
+    ))
 }
 
 async fn update(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
     let res = call.res();
-    let obj = call.body_object(res.kind, &res.api_version())?;
+    let mut obj = call.body_object(res.kind, &res.api_version())?;
+    let warnings = call.check_fields(&mut obj, res.kind, &res.api_version())?;
     check_namespace_matches(call, &obj)?;
     check_name_matches(call, &obj)?;
     let updated = call
@@ -214,7 +258,10 @@ async fn update(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
             |_| Ok(obj.clone()),
         )
         .await?;
-    Ok(call.render_one(StatusCode::OK, updated, output))
+    Ok(with_warnings(
+        call.render_one(StatusCode::OK, updated, output),
+        &warnings,
+    ))
 }
 
 async fn patch(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
@@ -229,7 +276,8 @@ async fn patch(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
             call.sub(),
             call.query.dry_run,
             |old| {
-                let new = patch.apply(old, (res.group, res.version, res.kind))?;
+                let mut new = patch.apply(old, (res.group, res.version, res.kind))?;
+                call.check_fields(&mut new, res.kind, &res.api_version())?;
                 check_name_matches(call, &new)?;
                 check_type(res, &new, res.kind, &res.api_version())?;
                 Ok(new)

@@ -543,3 +543,23 @@ async fn apply_multi_document_manifest() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_fields_are_refused_by_kubectl_strict_validation() {
+    let s = TestServer::start().await;
+    let bad = s.file(
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndataa:\n  k: v\n",
+    );
+    let err = s.fails(&["create", "-f", &bad]).await;
+    assert!(
+        err.contains("strict decoding error: unknown field \"dataa\""),
+        "{err}"
+    );
+    let out = s.kubectl(&["create", "-f", &bad, "--validate=warn"]).await;
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field \"dataa\""));
+    let yaml = s.ok(&["get", "cm", "typo", "-o", "yaml"]).await;
+    assert!(!yaml.contains("dataa"), "{yaml}");
+    s.stop().await;
+}

@@ -98,19 +98,40 @@ def json_names(openapi, pkg):
     return out
 
 
+# Names whose acronyms the snake_case round trip loses, as upstream spells them.
+ACRONYMS = {
+    'server_address_by_client_cid_rs': 'serverAddressByClientCIDRs', 'target_ww_ns': 'targetWWNs',
+    'pod_cid_rs': 'podCIDRs', 'a_pi_group': 'apiGroup', 'non_resource_ur_ls': 'nonResourceURLs',
+}
+
+
 def camel(snake):
+    if snake in ACRONYMS:
+        return ACRONYMS[snake]
     parts = snake.split('_')
     return parts[0] + ''.join(p[:1].upper() + p[1:] for p in parts[1:])
 
 
 def main():
     src, openapi = sys.argv[1], sys.argv[2]
-    schema = {}
+    schema, snakes, openapi_names = {}, {}, {}
     for pkg in PACKAGES:
         names = json_names(openapi, pkg)
         for msg, fields in parse_pkg(src, pkg).items():
             known = names.get(msg.lower(), {})
-            schema[pkg + '.' + msg] = [[t, known.get(n, camel(n)), k, r, c] for t, n, k, r, c in fields]
+            openapi_names[pkg + '.' + msg] = known
+            snakes[pkg + '.' + msg] = [f[1] for f in fields]
+            schema[pkg + '.' + msg] = [[t, known.get(n, camel(n)), k, r, c, n] for t, n, k, r, c in fields]
+    # Go structs embedded with `json:",inline"` are a message field in protobuf but flattened in
+    # JSON: their own fields appear in the parent's JSON names.
+    for name, fields in schema.items():
+        known = openapi_names[name]
+        for f in fields:
+            if f[2] == 'message' and f[5] not in known and known and any(n in known for n in snakes.get(f[3], [])):
+                f[4] = 'inline'
+    for fields in schema.values():
+        for f in fields:
+            del f[5]
     json.dump(schema, sys.stdout, separators=(',', ':'), sort_keys=True)
 
 

@@ -10,6 +10,7 @@
 //! fields that are not pointers upstream are dropped so the result matches what the same client
 //! would have sent as JSON.
 
+pub mod fields;
 mod wire;
 
 use std::collections::HashMap;
@@ -36,7 +37,8 @@ pub enum ProtobufError {
 }
 
 /// One field of a message: (tag, JSON name, scalar or `message` or `map:<value kind>`, message
-/// type, `optional`/`repeated`/`map`).
+/// type, `optional`/`repeated`/`map`/`inline`). `inline` marks Go structs embedded with
+/// `json:",inline"`: one message on the wire, flattened into the parent in JSON.
 type FieldRow = (u32, String, String, String, String);
 
 static SCHEMA: LazyLock<Result<HashMap<String, Vec<FieldRow>>, String>> =
@@ -188,6 +190,11 @@ fn message(b: &[u8], name: &str) -> Result<Value, ProtobufError> {
                     .or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(m) = entry {
                     m.insert(k, val);
+                }
+            }
+            "inline" => {
+                if let Value::Object(inner) = scalar_or_message(&v, kind, msg)? {
+                    out.extend(inner);
                 }
             }
             "repeated" => {
@@ -391,6 +398,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ios, Some(Value::String("25%".into())));
+    }
+
+    #[test]
+    fn inline_volume_source_is_flattened() {
+        let host_path = field(1, b"/data");
+        let volume = [field(1, b"v"), field(2, &field(1, &host_path))].concat();
+        let v = message(&volume, "api/core/v1.Volume").unwrap();
+        assert_eq!(v["name"], "v");
+        assert_eq!(v["hostPath"]["path"], "/data");
     }
 
     #[test]
