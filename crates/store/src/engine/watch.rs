@@ -108,10 +108,11 @@ impl Cursor {
         };
         let Some(revs) = revs else {
             self.done = true;
+            // etcd sends this cancellation with a header revision of 0.
             return Some(WatchResponse {
                 compact_revision: compacted,
                 canceled: true,
-                ..self.response(durable, Vec::new())
+                ..self.response(0, Vec::new())
             });
         };
         self.next = revs.last().map_or(durable + 1, |r| r.rev + 1);
