@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= /var/cache/krust-target
 DATA_DIR ?= /var/lib/krust
 LOG ?= $(DATA_DIR)/krust.log
-PID ?= $(DATA_DIR)/krust.pid
+PID ?= $(DATA_DIR)/server.pid
 KRUST := $(CARGO_TARGET_DIR)/release/krust
 
 .PHONY: up down test deps build build-release lint bench
@@ -17,7 +17,7 @@ build-release: deps
 
 ## Installs what is missing, builds, starts a server in the background and waits until it is ready.
 up: build-release
-	@scripts/up.sh "$(KRUST)" "$(DATA_DIR)" "$(LOG)" "$(PID)"
+	@scripts/up.sh "$(KRUST)" "$(DATA_DIR)" "$(LOG)"
 
 ## Stops what `make up` started.
 down:

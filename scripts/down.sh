@@ -10,4 +10,4 @@ if kill -0 "$pid" 2>/dev/null; then
   kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
   echo "krust stopped (pid $pid)"
 fi
-rm -f "$pid_file"
+rm -f "$pid_file"  # normally the server removed it already

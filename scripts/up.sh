@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts `krust server` in the background for `make up` and waits until it answers ready.
 set -euo pipefail
-krust=$1 data_dir=$2 log=$3 pid=$4
+krust=$1 data_dir=$2 log=$3
+pid=$data_dir/server.pid  # written by the server itself
 
 if [ -f "$pid" ] && kill -0 "$(cat "$pid")" 2>/dev/null; then
   echo "krust is already running (pid $(cat "$pid")); \`make down\` stops it."
@@ -9,7 +10,6 @@ else
   mkdir -p "$data_dir"
   install -m 0755 "$krust" /usr/local/bin/krust
   nohup /usr/local/bin/krust server --data-dir "$data_dir" >>"$log" 2>&1 &
-  echo $! >"$pid"
   echo "krust server started (pid $!), logging to $log"
 fi
 

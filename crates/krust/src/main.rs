@@ -11,6 +11,9 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    if !matches!(cli.command, cli::Command::Server(_)) {
+        restore_default_sigpipe();
+    }
     match commands::run(cli.command) {
         Ok(code) => code,
         Err(err) => {
@@ -18,5 +21,15 @@ fn main() -> std::process::ExitCode {
             eprintln!("krust: {err:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Rust ignores SIGPIPE, so `krust ports | head` would fail writing to a closed pipe. A
+/// command-line tool should simply end there, as every Unix tool does; the server keeps Rust's
+/// behaviour so a client hanging up never kills it.
+fn restore_default_sigpipe() {
+    // SAFETY: resetting a signal to its default disposition before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -59,10 +59,27 @@ fn first_start_creates_the_pki_and_a_restart_changes_nothing() {
     ] {
         assert!(sans.contains(san), "{san} missing from {sans}");
     }
+    for addr in machine_ipv4_addresses() {
+        assert!(
+            sans.contains(&format!("IP Address:{addr}")),
+            "{addr} missing from {sans}"
+        );
+    }
     let before = pki_files(&server);
     server.stop();
     server.start();
     assert_eq!(before, pki_files(&server), "a second start changed the PKI");
+}
+
+/// The machine's IPv4 addresses as `hostname -I` lists them (IPv6 is printed expanded by
+/// openssl, so comparing it would test formatting rather than the certificate).
+fn machine_ipv4_addresses() -> Vec<String> {
+    let out = Command::new("hostname").arg("-I").output().unwrap();
+    stdout(&out)
+        .split_whitespace()
+        .filter(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
+        .map(String::from)
+        .collect()
 }
 
 #[test]

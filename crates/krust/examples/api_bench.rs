@@ -1,0 +1,221 @@
+//! API server benchmark (issue 4): starts a real `krust server` on free loopback ports in a
+//! temporary data dir and measures it from outside with kube-rs, the way a client program sees it:
+//!
+//! - creates/s and p50/p99 of create, get and a 100-pod namespace list from 16 concurrent clients;
+//! - cluster-wide lists of 10,000 pods (JSON, Table, kubectl's paged Table, kube-rs typed), with
+//!   latency and response bytes;
+//! - watch delivery latency to 1,000 concurrent watch streams;
+//! - the server process's RSS, idle and with 10,000 pods stored.
+//!
+//! It prints a markdown table comparing each figure with upstream's SLOs, krust's targets and
+//! k0s's published memory. Progress goes to stderr, the report to stdout.
+//!
+//! ```sh
+//! cargo build --release -p krust
+//! cargo run --release -p krust --example api_bench            # KRUST_BIN or --krust to override
+//! ```
+//!
+//! All latencies are measured at the client, so they include kube-rs's own (de)serialisation and
+//! the client's share of the two CPUs; they are upper bounds of what the server spends.
+
+#[path = "api_bench/biglist.rs"]
+mod biglist;
+#[path = "api_bench/load.rs"]
+mod load;
+#[path = "api_bench/report.rs"]
+mod report;
+#[path = "api_bench/server.rs"]
+mod server;
+#[path = "api_bench/stats.rs"]
+mod stats;
+#[path = "api_bench/watch.rs"]
+mod watch;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+
+use crate::biglist::Variant;
+use crate::load::Layout;
+use crate::server::KrustServer;
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmark a real krust API server with kube-rs")]
+struct Args {
+    /// The krust binary [default: $CARGO_TARGET_DIR/release/krust, else target/release/krust].
+    #[arg(long, env = "KRUST_BIN")]
+    krust: Option<PathBuf>,
+    /// Concurrent clients for creates, gets and namespace lists.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Pods created (and then listed cluster-wide).
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    /// Pods per namespace: the size of the namespace lists.
+    #[arg(long, default_value_t = 100)]
+    per_namespace: usize,
+    /// Gets, in total over all clients.
+    #[arg(long, default_value_t = 10_000)]
+    gets: usize,
+    /// Namespace lists, in total over all clients.
+    #[arg(long, default_value_t = 1_000)]
+    lists: usize,
+    /// Timed rounds of each cluster-wide list variant (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    big_list_rounds: usize,
+    /// Concurrent watch streams.
+    #[arg(long, default_value_t = 1_000)]
+    watchers: usize,
+    /// Updates each watcher must receive.
+    #[arg(long, default_value_t = 20)]
+    watch_updates: usize,
+}
+
+/// Time for the server's allocator and background tasks to settle before reading its RSS.
+const SETTLE: Duration = Duration::from_secs(2);
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.clients == 0 || args.pods == 0 || args.per_namespace == 0 {
+        bail!("--clients, --pods and --per-namespace must be at least 1");
+    }
+    let bin = krust_binary(&args)?;
+    let load_before = load_average();
+    let started = Instant::now();
+    eprintln!("starting {} server", bin.display());
+    let server = KrustServer::start(&bin)?;
+    eprintln!("server ready, pid {}", server.pid());
+    let results = match measure(&args, &server).await {
+        Ok(results) => results,
+        Err(e) => bail!("{e:?}\n--- server log (tail) ---\n{}", server.log_tail()),
+    };
+    // Stopping checks the server is still alive: figures from a crashed server mean nothing.
+    server.stop()?;
+    print_report(&args, &results, &load_before, started.elapsed());
+    Ok(())
+}
+
+async fn measure(args: &Args, server: &KrustServer) -> Result<report::Results> {
+    tokio::time::sleep(SETTLE).await;
+    let rss_idle = server.rss()?;
+    let config = kube_config(server).await?;
+    let clients = (0..args.clients)
+        .map(|_| Client::try_from(config.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let layout = Arc::new(Layout::new(args.pods, args.per_namespace));
+    eprintln!("creating {} namespaces", layout.namespaces.len());
+    load::create_namespaces(&clients[0], &layout).await?;
+
+    eprintln!("create: {} pods, {} clients", args.pods, args.clients);
+    let creates = load::creates(&clients, &layout).await?;
+    phase_done("create", &creates);
+    eprintln!("get: {} gets", args.gets);
+    let gets = load::gets(&clients, &layout, args.gets).await?;
+    phase_done("get", &gets);
+    eprintln!("namespace list: {} lists", args.lists);
+    let lists = load::lists(&clients, &layout, args.lists).await?;
+    phase_done("namespace list", &lists);
+
+    let mut big_lists = Vec::new();
+    for variant in Variant::ALL {
+        eprintln!("list all {} pods: {}", args.pods, variant.label());
+        let list = biglist::measure(&clients[0], variant, args.big_list_rounds, args.pods).await?;
+        eprintln!("  {}", list.latency.brief());
+        big_lists.push(list);
+    }
+    drop(clients);
+    tokio::time::sleep(SETTLE).await;
+    let rss_stored = server.rss()?;
+    eprintln!(
+        "RSS idle {:.1} MB, with {} pods {:.1} MB",
+        stats::megabytes(rss_idle.current_kib),
+        args.pods,
+        stats::megabytes(rss_stored.current_kib)
+    );
+
+    eprintln!("watch: {} watchers", args.watchers);
+    let watch = watch::run(&config, server, args.watchers, args.watch_updates).await?;
+    eprintln!("  {}", watch.from_response.brief());
+    Ok(report::Results {
+        clients: args.clients,
+        pods: args.pods,
+        per_namespace: args.pods / layout.namespaces.len(),
+        creates,
+        gets,
+        lists,
+        big_lists,
+        rss_idle,
+        rss_stored,
+        watch,
+    })
+}
+
+fn phase_done(name: &str, phase: &load::Phase) {
+    eprintln!(
+        "  {name}: {:.0}/s, {}",
+        phase.per_second(),
+        phase.latency.brief()
+    );
+}
+
+fn krust_binary(args: &Args) -> Result<PathBuf> {
+    let bin = match &args.krust {
+        Some(path) => path.clone(),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")))
+            .join("release/krust"),
+    };
+    if !bin.is_file() {
+        bail!(
+            "{} not found: run `cargo build --release -p krust` or pass --krust",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// The admin kubeconfig the server wrote: a client certificate, as kubectl uses it.
+async fn kube_config(server: &KrustServer) -> Result<kube::Config> {
+    let path = server.kubeconfig();
+    let kubeconfig =
+        Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn print_report(args: &Args, results: &report::Results, load_before: &str, took: Duration) {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "{} CPUs; load average (1/5/15 min) {load_before} before, {} after; run took {:.0} s.\n",
+        cpus,
+        load_average(),
+        took.as_secs_f64()
+    );
+    println!("{}", report::markdown(results));
+    println!(
+        "Setup: {} pods in {} namespaces of {}; {} gets; {} namespace lists; {} rounds per \
+         cluster-wide list; {} watchers × {} updates of one ConfigMap, {:?} apart. Latencies \
+         are measured in the kube-rs client (HTTP/1.1, one connection per client or watch).",
+        args.pods,
+        args.pods.div_ceil(args.per_namespace),
+        args.per_namespace,
+        args.gets,
+        args.lists,
+        args.big_list_rounds,
+        args.watchers,
+        args.watch_updates,
+        watch::GAP
+    );
+}
