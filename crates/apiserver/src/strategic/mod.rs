@@ -34,8 +34,8 @@ use serde_json::{Map, Value};
 pub use error::StrategicPatchError;
 use schema::Schema;
 
-/// Whether `group/version/kind` has patch metadata, i.e. accepts strategic merge patches.
-/// Kinds without it (custom resources) should get 415 UnsupportedMediaType.
+/// Whether `(group, version, kind)` has patch metadata, i.e. accepts strategic merge patches; the
+/// core group is `""`. Kinds without it (custom resources) should get 415 UnsupportedMediaType.
 pub fn supports(gvk: (&str, &str, &str)) -> bool {
     Schema::get().is_ok_and(|s| s.kind(gvk).is_some())
 }
@@ -44,7 +44,21 @@ pub fn supports(gvk: (&str, &str, &str)) -> bool {
 /// k8s.io/apimachinery/pkg/util/strategicpatch does, using the patch strategies of that kind's fields.
 ///
 /// Kinds without metadata (see [`supports`]) get JSON merge patch semantics: maps merge, lists are
-/// replaced. `null` for either document counts as an empty object, as in upstream.
+/// replaced. `null` for either document counts as an empty object, as in upstream. Errors carry
+/// upstream's message and [`StrategicPatchError::http_status`].
+///
+/// ```
+/// use serde_json::json;
+/// let live = json!({"spec": {"template": {"spec": {"containers": [
+///     {"name": "app", "image": "nginx:1.25"}, {"name": "sidecar", "image": "envoy"}
+/// ]}}}});
+/// let patch = json!({"spec": {"template": {"spec": {"containers": [
+///     {"name": "app", "image": "nginx:1.26"}
+/// ]}}}});
+/// let got = apiserver::strategic::apply(&live, &patch, ("apps", "v1", "Deployment")).unwrap();
+/// assert_eq!(got["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.26");
+/// assert_eq!(got["spec"]["template"]["spec"]["containers"][1]["name"], "sidecar");
+/// ```
 pub fn apply(
     original: &Value,
     patch: &Value,
