@@ -142,7 +142,8 @@ impl Authenticator {
         }
     }
 
-    fn bearer(&self, token: &str) -> Option<UserInfo> {
+    /// A bearer token's user (static token or service-account JWT); TokenReview asks this too.
+    pub fn bearer(&self, token: &str) -> Option<UserInfo> {
         if let Some(e) = self.tokens.get(token) {
             return Some(UserInfo::authenticated(
                 e.user.clone(),

@@ -26,6 +26,7 @@ mod registry;
 mod request;
 pub mod resources;
 mod rest;
+mod reviews;
 mod scale;
 mod selectors;
 mod serving;

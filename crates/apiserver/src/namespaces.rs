@@ -140,7 +140,7 @@ async fn finalize(reg: &Registry, ns: &str) -> Result<(), FinalizeError> {
     }
     let mut remaining = 0;
     let mut seen_storage = Vec::new();
-    for res in RESOURCES.iter().filter(|r| r.namespaced) {
+    for res in RESOURCES.iter().filter(|r| r.namespaced && !r.review) {
         if seen_storage.contains(&res.storage) {
             continue;
         }

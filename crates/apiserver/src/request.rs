@@ -149,6 +149,9 @@ pub fn resolve(
         return Err(ApiError::NoSuchResource);
     }
     let verb = verb_for(method, name.is_some(), subresource.as_deref(), q.watch)?;
+    if res.review && verb != Verb::Create {
+        return Err(ApiError::MethodNotAllowed);
+    }
     Ok(RequestInfo {
         verb,
         res,

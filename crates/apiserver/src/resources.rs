@@ -21,6 +21,9 @@ pub struct Resource {
     pub returns_deleted_object: bool,
     /// Upstream sets metadata.generation and bumps it on every spec change for these.
     pub generation: bool,
+    /// Create-only and never stored: the authentication and authorization reviews, answered by
+    /// the server from the request itself.
+    pub review: bool,
 }
 
 const ALL: &[&str] = &["all"];
@@ -42,6 +45,7 @@ macro_rules! resource {
             storage: $storage,
             returns_deleted_object: false,
             generation: false,
+            review: false,
         }
     };
 }
@@ -90,6 +94,30 @@ pub static RESOURCES: &[Resource] = &[
     resource!("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true, sub NONE, short NONE, cat NONE, storage "controllerrevisions"),
     resource!("events.k8s.io", "v1", "Event", "events", "event", true, sub NONE, short &["ev"], cat NONE, storage "events"),
     Resource {
+        review: true,
+        ..resource!("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", "tokenreview", false, sub NONE, short NONE, cat NONE, storage "tokenreviews")
+    },
+    Resource {
+        review: true,
+        ..resource!("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false, sub NONE, short NONE, cat NONE, storage "selfsubjectreviews")
+    },
+    Resource {
+        review: true,
+        ..resource!("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", "localsubjectaccessreview", true, sub NONE, short NONE, cat NONE, storage "localsubjectaccessreviews")
+    },
+    Resource {
+        review: true,
+        ..resource!("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", false, sub NONE, short NONE, cat NONE, storage "selfsubjectaccessreviews")
+    },
+    Resource {
+        review: true,
+        ..resource!("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "selfsubjectrulesreview", false, sub NONE, short NONE, cat NONE, storage "selfsubjectrulesreviews")
+    },
+    Resource {
+        review: true,
+        ..resource!("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", "subjectaccessreview", false, sub NONE, short NONE, cat NONE, storage "subjectaccessreviews")
+    },
+    Resource {
         generation: true,
         ..resource!("batch", "v1", "Job", "jobs", "job", true, sub &["status"], short NONE, cat ALL, storage "jobs")
     },
@@ -135,6 +163,9 @@ impl Resource {
 
     /// The verbs discovery advertises for the resource itself.
     pub fn verbs(&self) -> &'static [&'static str] {
+        if self.review {
+            return &["create"];
+        }
         if self.plural == "namespaces" {
             &[
                 "create", "delete", "get", "list", "patch", "update", "watch",

@@ -19,6 +19,9 @@ use crate::{patch, scale, watch};
 /// One resource request after authentication and authorization.
 pub struct Call<'a> {
     pub registry: &'a Registry,
+    pub user: &'a crate::authn::UserInfo,
+    pub authn: &'a crate::authn::Authenticator,
+    pub authz: &'a dyn crate::authz::Authorizer,
     pub info: RequestInfo,
     pub query: Query,
     pub parts: &'a Parts,
@@ -52,6 +55,7 @@ pub async fn serve(call: Call<'_>) -> Result<Response, ApiError> {
         (Verb::Get, _) => get(&call, output).await,
         (Verb::List, _) => list(&call, output).await,
         (Verb::Watch, _) => watch::serve(&call, output).await,
+        (Verb::Create, _) if call.info.res.review => crate::reviews::create(&call).await,
         (Verb::Create, Some("binding")) => bind(&call).await,
         (Verb::Create, _) => create(&call, output).await,
         (Verb::Update | Verb::Patch, Some("scale")) => scale::write(&call)

@@ -391,6 +391,9 @@ async fn route(
         let body = read_body(body, &parts.headers, app.max_body).await?;
         let call = Call {
             registry: &app.registry,
+            user: &user,
+            authn: &app.authn,
+            authz: app.authz.as_ref(),
             info,
             query,
             parts: &parts,

@@ -368,6 +368,36 @@ async fn authentication() {
         .await
         .unwrap();
     assert!(!kubectl_wrong.status.success());
+    let review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": jwt}});
+    let (code, body) = raw(
+        &token_client,
+        "POST",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        "application/json",
+        review.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"]["authenticated"], true);
+    assert_eq!(
+        body["status"]["user"]["username"],
+        "system:serviceaccount:kube-system:default"
+    );
+    let sar = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": "bob", "resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "default"}}});
+    let (code, body) = raw(
+        &token_client,
+        "POST",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        "application/json",
+        sar.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (code, body["status"]["allowed"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
     let (code, body) = raw(&token_client, "GET", "/metrics", "application/json", vec![]).await;
     assert_eq!(code, 200);
     assert!(

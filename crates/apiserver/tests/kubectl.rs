@@ -563,3 +563,24 @@ async fn unknown_fields_are_refused_by_kubectl_strict_validation() {
     assert!(!yaml.contains("dataa"), "{yaml}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_can_i_and_whoami() {
+    let s = TestServer::start().await;
+    for v in [None, Some("1.27")] {
+        let out = s
+            .ok_v(v, &["auth", "can-i", "create", "pods", "-n", "default"])
+            .await;
+        assert_eq!(out.trim(), "yes");
+    }
+    let who = s
+        .ok(&[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])
+        .await;
+    assert_eq!(who, "admin");
+    s.stop().await;
+}

@@ -15,7 +15,8 @@ PACKAGES = [
     "apimachinery/pkg/apis/meta/v1", "apimachinery/pkg/api/resource", "apimachinery/pkg/util/intstr",
     "apimachinery/pkg/runtime", "api/core/v1", "api/apps/v1", "api/batch/v1", "api/coordination/v1",
     "api/discovery/v1", "api/events/v1", "api/networking/v1", "api/policy/v1", "api/rbac/v1",
-    "api/storage/v1", "api/scheduling/v1", "api/autoscaling/v1",
+    "api/storage/v1", "api/scheduling/v1", "api/autoscaling/v1", "api/authentication/v1",
+    "api/authorization/v1",
 ]
 
 FIELD_ATTR = re.compile(r'#\[prost\((?P<kind>[a-z0-9_]+)(?: = "(?P<mapspec>[^"]+)")?(?:, (?P<card>optional|repeated|required))?(?:, [a-z_]+ = "[^"]*")*, tag = "(?P<tag>\d+)"\)\]')
@@ -25,7 +26,7 @@ STRUCT = re.compile(r'^pub struct (\w+) \{')
 
 def resolve(pkg, ty):
     """`super::super::x::y::Name` relative to `pkg` -> `x/y.Name` (or the package's own)."""
-    m = re.search(r'((?:super::)*)((?:\w+::)*)(\w+)>*$', ty.replace(' ', ''))
+    m = re.search(r'((?:super::)*)((?:\w+::)*)(\w+)>*$', re.sub(r',\s*>', '>', ty).replace(' ', ''))
     ups, path, name = m.group(1).count('super::'), m.group(2), m.group(3)
     base = pkg.split('/')
     if ups:
