@@ -9,6 +9,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use store::proto::etcdserverpb::kv_client::KvClient;
 use store::proto::etcdserverpb::lease_client::LeaseClient;
 use store::proto::etcdserverpb::watch_client::WatchClient;
@@ -254,6 +256,23 @@ async fn etcd_backend_fails_over_to_the_next_endpoint() {
         .await
         .expect("put through the second endpoint");
     assert!(resp.header.is_some());
+    let mut watch = backend
+        .watch(WatchCreateRequest {
+            key: b"failover".to_vec(),
+            start_revision: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("watch through the second endpoint");
+    let first = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("event in time")
+        .expect("stream open")
+        .expect("event");
+    assert_eq!(
+        first.events[0].kv.as_ref().map(|kv| kv.value.clone()),
+        Some(b"ok".to_vec())
+    );
     let all_dead = store::etcd::EtcdBackend::new(
         vec![format!("127.0.0.1:{}", support::free_port())],
         Some(pki.client_tls()),

@@ -160,23 +160,22 @@ impl EtcdBackend {
     }
 
     async fn open_watch(&self, req: WatchCreateRequest) -> Result<WatchStream, StoreError> {
-        let (tx, rx) = mpsc::channel(1);
-        let create = WatchRequest {
-            request_union: Some(RequestUnion::CreateRequest(req)),
-        };
-        tx.send(create)
-            .await
-            .map_err(|_| StoreError::Unavailable("watch request channel closed".into()))?;
-        let rx = std::sync::Mutex::new(Some(rx));
-        let mut responses = self
+        let (mut responses, tx) = self
             .call(|ch| {
-                let rx = rx.lock().ok().and_then(|mut r| r.take());
+                let create = WatchRequest {
+                    request_union: Some(RequestUnion::CreateRequest(req.clone())),
+                };
                 async move {
-                    let rx = rx.ok_or_else(|| Status::unavailable("watch already attempted"))?;
-                    WatchClient::new(ch)
+                    // Queued before the call: etcd sends response headers with its first message.
+                    let (tx, rx) = mpsc::channel(1);
+                    tx.send(create)
+                        .await
+                        .map_err(|_| Status::internal("watch request channel closed"))?;
+                    let resp = WatchClient::new(ch)
                         .max_decoding_message_size(MAX_RESPONSE_BYTES)
                         .watch(ReceiverStream::new(rx))
-                        .await
+                        .await?;
+                    Ok(tonic::Response::new((resp.into_inner(), tx)))
                 }
             })
             .await?;
