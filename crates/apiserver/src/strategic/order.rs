@@ -14,7 +14,7 @@ use super::schema::{Field, Node};
 use super::value::{
     canonical, expect_list, expect_map, merge_key_value, render_list, same, Positions,
 };
-use super::verbatim::new_value;
+use super::verbatim::{new_value, raw_value};
 
 /// How list elements are identified: by merge-key value (lists of maps) or by value.
 #[derive(Clone, Copy)]
@@ -147,8 +147,13 @@ fn ordered_list(
         (Some(current), Some(patch)) if field.strategy.merge => {
             merge_list_viewed(current, patch, field)?
         }
-        (_, Some(patch)) => Merged {
+        // A list the live object lacks loses `$patch` elements; a non-merge list is taken as sent.
+        (None, Some(patch)) => Merged {
             items: patch.into_iter().filter_map(new_value).collect(),
+            server_view: None,
+        },
+        (Some(_), Some(patch)) => Merged {
+            items: patch.into_iter().map(raw_value).collect(),
             server_view: None,
         },
     };
