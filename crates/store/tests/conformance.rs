@@ -1017,6 +1017,101 @@ async fn lease_expiry(r: &mut Run<'_>) {
     r.time_to_live("ttl expired", l, false).await;
 }
 
+/// etcd's range quirks: sorting or filtering fetches everything before the limit is applied,
+/// `count` ignores the mod/create filters, and a sort target without an order sorts ascending.
+async fn range_edges(r: &mut Run<'_>) {
+    for (k, v) in [("a", "3"), ("b", "1"), ("c", "2"), ("d", "1"), ("b", "4")] {
+        r.put(k, v).await;
+    }
+    let (key, range_end) = (r.k(""), r.end(""));
+    let all = RangeRequest {
+        key,
+        range_end,
+        ..Default::default()
+    };
+    let by_value = |order: SortOrder, limit| RangeRequest {
+        sort_order: order as i32,
+        sort_target: SortTarget::Value as i32,
+        limit,
+        ..all.clone()
+    };
+    r.range("value desc limit 2", by_value(SortOrder::Descend, 2))
+        .await;
+    r.range("value none limit 2", by_value(SortOrder::None, 2))
+        .await;
+    r.range("value asc limit 0", by_value(SortOrder::Ascend, 0))
+        .await;
+    let mod_desc = RangeRequest {
+        sort_order: SortOrder::Descend as i32,
+        sort_target: SortTarget::Mod as i32,
+        limit: 1,
+        ..all.clone()
+    };
+    r.range("mod desc limit 1", mod_desc).await;
+    let filtered = RangeRequest {
+        min_mod_revision: r.abs(3),
+        limit: 1,
+        ..all.clone()
+    };
+    r.range("min_mod +3 limit 1", filtered).await;
+    let filtered = RangeRequest {
+        max_mod_revision: r.abs(4),
+        min_create_revision: r.abs(2),
+        ..all.clone()
+    };
+    r.range("max_mod +4 min_create +2", filtered).await;
+    let counted = RangeRequest {
+        count_only: true,
+        limit: 1,
+        ..all.clone()
+    };
+    r.range("count_only limit 1", counted).await;
+    let at = r.abs(2);
+    let old = RangeRequest {
+        revision: at,
+        limit: 1,
+        sort_order: SortOrder::Descend as i32,
+        ..all.clone()
+    };
+    r.range("at +2 desc limit 1", old).await;
+    let serializable = RangeRequest {
+        serializable: true,
+        keys_only: true,
+        ..all.clone()
+    };
+    r.range("serializable keys_only", serializable).await;
+    let key = r.k("c");
+    r.range(
+        "c to \\0",
+        RangeRequest {
+            key,
+            range_end: vec![0],
+            ..Default::default()
+        },
+    )
+    .await;
+    let req = PutRequest {
+        key: r.k("a"),
+        value: b"5".to_vec(),
+        ignore_lease: true,
+        prev_kv: true,
+        ..Default::default()
+    };
+    r.put_req("put ignore_lease", req).await;
+    let mut ranged = cmp(
+        r.k(""),
+        CompareResult::Less,
+        TargetUnion::ModRevision(r.abs(5)),
+    );
+    ranged.range_end = r.end("");
+    let req = TxnRequest {
+        compare: vec![ranged],
+        success: vec![range_op(r.k("a"), Vec::new())],
+        failure: vec![range_op(r.k("b"), Vec::new())],
+    };
+    r.txn("ranged compare fails on one key", req).await;
+}
+
 type Scenario = for<'a, 'b> fn(&'a mut Run<'b>) -> futures::future::BoxFuture<'a, ()>;
 
 fn scenarios() -> Vec<(&'static str, Scenario)> {
@@ -1029,6 +1124,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         ("s06-compaction", |r| Box::pin(compaction(r))),
         ("s07-leases", |r| Box::pin(leases(r))),
         ("s08-lease-expiry", |r| Box::pin(lease_expiry(r))),
+        ("s09-range-edges", |r| Box::pin(range_edges(r))),
     ]
 }
 
