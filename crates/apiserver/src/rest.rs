@@ -132,8 +132,9 @@ impl Call<'_> {
 }
 
 impl Call<'_> {
-    /// Drops fields the kind does not have, as upstream's typed decoding does; with
-    /// `fieldValidation=Strict` they are a BadRequest instead. Returns the warnings to send.
+    /// Refuses values of the wrong JSON type and drops fields the kind does not have, as
+    /// upstream's typed decoding does; with `fieldValidation=Strict` unknown fields are a
+    /// BadRequest instead. Returns the warnings to send.
     pub fn check_fields(
         &self,
         obj: &mut Value,
@@ -141,17 +142,26 @@ impl Call<'_> {
         version: &str,
     ) -> ApiResult<Vec<String>> {
         let (group, v) = version.split_once('/').unwrap_or(("", version));
-        let unknown = crate::protobuf::fields::prune_unknown(obj, group, v, kind);
-        if unknown.is_empty() || self.query.field_validation == "Ignore" {
+        let findings = crate::protobuf::fields::check(obj, group, v, kind);
+        let cannot = |detail: String| {
+            ApiError::BadRequest(format!(
+                "{kind} in version \"{v}\" cannot be handled as a {kind}: {detail}"
+            ))
+        };
+        if let Some(m) = findings.mistyped {
+            return Err(cannot(format!("json: {m}")));
+        }
+        if findings.unknown.is_empty() || self.query.field_validation == "Ignore" {
             return Ok(Vec::new());
         }
-        let listed: Vec<String> = unknown
+        let listed: Vec<String> = findings
+            .unknown
             .iter()
             .map(|f| format!("unknown field \"{f}\""))
             .collect();
         if self.query.field_validation == "Strict" {
-            return Err(ApiError::BadRequest(format!(
-                "{kind} in version \"{v}\" cannot be handled as a {kind}: strict decoding error: {}",
+            return Err(cannot(format!(
+                "strict decoding error: {}",
                 listed.join(", ")
             )));
         }

@@ -33,7 +33,9 @@ type Chunk = Result<Bytes, std::convert::Infallible>;
 /// What one watcher filters and how it encodes.
 struct Watcher {
     res: &'static Resource,
+    /// Keys under this prefix are watched; for a watch on one named object, only this key.
     prefix: String,
+    exact: bool,
     selector: Selector,
     output: Output,
     include: IncludeObject,
@@ -48,6 +50,7 @@ pub async fn serve(call: &Call<'_>, output: Output) -> ApiResult<Response> {
             Some(name) => res.key(call.info.namespace.as_deref(), name),
             None => res.scope_prefix(call.info.namespace.as_deref()),
         },
+        exact: call.info.name.is_some(),
         selector: call.selector()?,
         output,
         include: call.include_object(),
@@ -67,9 +70,11 @@ pub async fn serve(call: &Call<'_>, output: Output) -> ApiResult<Response> {
             .registry
             .list(res, call.info.namespace.as_deref(), &opts)
             .await?;
+        let named = call.info.name.as_deref();
         initial_lines = listed
             .items
             .iter()
+            .filter(|obj| named.is_none_or(|n| crate::metadata::name(obj) == n))
             .map(|obj| w.line("ADDED", obj))
             .collect();
         if q.send_initial_events == Some(true) {
@@ -166,7 +171,12 @@ impl Watcher {
 
     /// The event this watcher sees for a cache event, if any.
     fn translate(&self, ev: &CacheEvent) -> Option<Bytes> {
-        if !ev.key.starts_with(&self.prefix) {
+        let in_scope = if self.exact {
+            ev.key == self.prefix
+        } else {
+            ev.key.starts_with(&self.prefix)
+        };
+        if !in_scope {
             return None;
         }
         let passthrough = self.output == Output::Json && !self.converts();

@@ -140,6 +140,34 @@ async fn bad_input_gets_the_right_status_and_changes_nothing() {
     .await;
     assert_eq!(code, 400, "{body}");
 
+    let mistyped = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "typed"}, "data": "not-a-map"});
+    let (code, body) = raw(
+        &client,
+        "POST",
+        path,
+        json_ct,
+        mistyped.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot unmarshal string into Go struct field ConfigMap.data"),
+        "{body}"
+    );
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": [1]}});
+    let (code, _) = raw(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/services",
+        json_ct,
+        svc.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 400);
+
     let bad_name =
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}});
     let (code, body) = raw(
@@ -233,7 +261,7 @@ async fn bad_input_gets_the_right_status_and_changes_nothing() {
     assert!(
         !names
             .iter()
-            .any(|n| n == "x" || n == "huge" || n == "Bad_Name"),
+            .any(|n| n == "x" || n == "huge" || n == "Bad_Name" || n == "typed"),
         "{names:?}"
     );
     assert_eq!(api.get("c1").await.unwrap().data.unwrap()["k"], "new");
