@@ -6,14 +6,17 @@ mod support;
 
 use std::sync::Arc;
 
+use bytes::{Buf, BufMut};
 use store::proto::etcdserverpb::kv_client::KvClient;
 use store::proto::etcdserverpb::lease_client::LeaseClient;
 use store::proto::etcdserverpb::request_op::Request;
 use store::proto::etcdserverpb::*;
 use store::Store;
 use support::{Endpoint, Pki};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
-use tonic::Code;
+use tonic::{Code, Status};
 
 async fn setup() -> (Pki, Endpoint, Channel) {
     let pki = Pki::generate();
@@ -222,4 +225,83 @@ async fn malformed_requests_get_etcd_errors() {
         .await;
     expect_err(res, Code::OutOfRange, "too large lease TTL").await;
     still_serving(&mut kv, &endpoint, &pki).await;
+}
+
+/// Sends raw bytes as a gRPC message, so the test can send what no generated client would.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let bytes = src.copy_to_bytes(src.remaining());
+        Ok(Some(bytes.to_vec()))
+    }
+}
+
+#[tokio::test]
+async fn undecodable_messages_are_refused() {
+    let (pki, endpoint, channel) = setup().await;
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    for (path, body) in [
+        ("/etcdserverpb.KV/Range", vec![0xff, 0xff, 0xff, 0xff]),
+        ("/etcdserverpb.KV/Put", vec![0x0a, 0x7f, 0x01]),
+        ("/etcdserverpb.KV/Txn", vec![0x12; 64]),
+        ("/etcdserverpb.Lease/LeaseGrant", vec![0x08]),
+    ] {
+        grpc.ready().await.expect("channel ready");
+        let res = grpc
+            .unary(
+                tonic::Request::new(body),
+                PathAndQuery::from_static(path),
+                RawCodec,
+            )
+            .await;
+        let status = res.expect_err("garbage accepted");
+        assert!(
+            matches!(status.code(), Code::Internal | Code::InvalidArgument),
+            "{path}: {status:?}"
+        );
+        assert!(status.message().contains("decode"), "{path}: {status:?}");
+    }
+    grpc.ready().await.expect("channel ready");
+    let res = grpc
+        .unary(
+            tonic::Request::new(Vec::new()),
+            PathAndQuery::from_static("/etcdserverpb.Cluster/MemberList"),
+            RawCodec,
+        )
+        .await;
+    assert_eq!(
+        res.expect_err("no cluster service").code(),
+        Code::Unimplemented
+    );
+    still_serving(&mut KvClient::new(channel), &endpoint, &pki).await;
 }
