@@ -22,6 +22,7 @@ mod namespaces;
 mod openapi;
 mod patch;
 mod protobuf;
+pub mod rbac;
 mod registry;
 mod request;
 pub mod resources;

@@ -162,6 +162,11 @@ impl Server {
         })
     }
 
+    /// The legacy insecure port's bound address, when configured.
+    pub fn insecure_addr(&self) -> Option<SocketAddr> {
+        self.insecure.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The secure port's bound address (useful when the configured port was 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener

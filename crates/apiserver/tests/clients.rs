@@ -570,3 +570,89 @@ async fn restart_recovers_allocations_and_expires_old_watches() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_insecure_port_and_foreign_certificates() {
+    let s = TestServer::start_with(|c| {
+        let dir = c.tls_cert.parent().unwrap().to_path_buf();
+        std::fs::write(
+            dir.join("basic_auth.csv"),
+            "s3cret,alice,alice-uid,\"devs\"\n",
+        )
+        .unwrap();
+        c.basic_auth_file = Some(dir.join("basic_auth.csv"));
+        c.insecure_bind = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let basic = s
+        .client_from(&s.kubeconfig_with("basic.kubeconfig", "username: alice, password: s3cret"))
+        .await;
+    let who = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"});
+    let (code, body) = raw(
+        &basic,
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        "application/json",
+        who.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let groups = body["status"]["userInfo"]["groups"].to_string();
+    assert_eq!(body["status"]["userInfo"]["username"], "alice");
+    assert!(
+        groups.contains("devs") && groups.contains("system:authenticated"),
+        "{groups}"
+    );
+    let wrong = s
+        .client_from(
+            &s.kubeconfig_with("basic-wrong.kubeconfig", "username: alice, password: nope"),
+        )
+        .await;
+    let (code, _) = raw(
+        &wrong,
+        "GET",
+        "/api/v1/namespaces",
+        "application/json",
+        vec![],
+    )
+    .await;
+    assert_eq!(code, 401);
+
+    let insecure = s.insecure_addr.expect("insecure port bound");
+    let cfg = kube::Config::new(format!("http://{insecure}").parse().unwrap());
+    let plain = kube::Client::try_from(cfg).unwrap();
+    let (code, body) = raw(
+        &plain,
+        "GET",
+        "/api/v1/namespaces/default",
+        "application/json",
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        (code, body["metadata"]["name"].as_str()),
+        (200, Some("default")),
+        "{body}"
+    );
+
+    // A client certificate from another CA fails the TLS handshake.
+    let other = common::make_pki(tempfile::tempdir().unwrap().path());
+    let foreign = format!(
+        "client-certificate-data: {}, client-key-data: {}",
+        b64(&other.admin_cert),
+        b64(&other.admin_key)
+    );
+    let client = s
+        .client_from(&s.kubeconfig_with("foreign.kubeconfig", &foreign))
+        .await;
+    let req = http::Request::get("/api/v1/namespaces")
+        .body(vec![])
+        .unwrap();
+    assert!(client.request_text(req).await.is_err());
+    s.stop().await;
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}

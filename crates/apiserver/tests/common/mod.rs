@@ -86,6 +86,7 @@ pub fn make_pki(dir: &Path) -> Pki {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub insecure_addr: Option<SocketAddr>,
     pub store: std::sync::Arc<store::engine::Engine>,
     pub dir: tempfile::TempDir,
     pub pki: Pki,
@@ -129,6 +130,7 @@ impl TestServer {
         tweak(&mut config);
         let server = Server::bind(config, store.clone()).await.expect("bind");
         let addr = server.local_addr();
+        let insecure_addr = server.insecure_addr();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             server
@@ -142,6 +144,7 @@ impl TestServer {
         write_kubeconfig(&kubeconfig, addr, &pki);
         TestServer {
             addr,
+            insecure_addr,
             store,
             dir,
             pki,
