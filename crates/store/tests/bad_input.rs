@@ -295,7 +295,7 @@ async fn undecodable_messages_are_refused() {
     let res = grpc
         .unary(
             tonic::Request::new(Vec::new()),
-            PathAndQuery::from_static("/etcdserverpb.Cluster/MemberList"),
+            PathAndQuery::from_static("/etcdserverpb.Auth/AuthEnable"),
             RawCodec,
         )
         .await;

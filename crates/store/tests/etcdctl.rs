@@ -112,6 +112,19 @@ async fn etcdctl_kv_txn_and_status() {
     assert!(status.contains(&ctl.endpoint), "{status}");
     let status = ctl.run(&["endpoint", "status", "-w", "json"]).await;
     assert!(status.contains("\"revision\""), "{status}");
+    // etcdctl 3.4 prints the health line on stderr.
+    let health = ctl.try_run(true, &["endpoint", "health"]).await;
+    let said = String::from_utf8_lossy(&health.stderr);
+    assert!(
+        health.status.success() && said.contains("is healthy"),
+        "{said}"
+    );
+    assert_eq!(ctl.run(&["alarm", "list"]).await, "");
+    let members = ctl.run(&["member", "list"]).await;
+    assert!(
+        members.contains(&format!("https://{}", ctl.endpoint)),
+        "{members}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

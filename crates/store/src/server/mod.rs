@@ -1,7 +1,9 @@
-//! The etcd v3 gRPC endpoint: serves any [`Store`] as etcd's KV, Watch, Lease and
-//! Maintenance.Status services over TLS with client certificates required, so `etcdctl` and etcd
-//! client libraries can talk to krust's datastore whichever backend is behind it.
+//! The etcd v3 gRPC endpoint: serves any [`Store`] as etcd's KV, Watch, Lease, Maintenance
+//! (Status, alarm list) and Cluster.MemberList services over TLS with client certificates
+//! required, so `etcdctl` and etcd client libraries can talk to krust's datastore whichever
+//! backend is behind it.
 
+mod cluster;
 mod errors;
 mod kv;
 mod lease;
@@ -18,6 +20,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
@@ -103,7 +106,11 @@ pub async fn serve_listener(
                 .max_decoding_message_size(max_msg),
         )
         .add_service(
-            MaintenanceServer::new(maintenance::MaintenanceService::new(store))
+            MaintenanceServer::new(maintenance::MaintenanceService::new(store.clone()))
+                .max_decoding_message_size(max_msg),
+        )
+        .add_service(
+            ClusterServer::new(cluster::ClusterService::new(store))
                 .max_decoding_message_size(max_msg),
         )
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
