@@ -272,7 +272,10 @@ where
         req.extensions_mut().insert(conn.clone());
         router.clone().oneshot(req.map(Body::new))
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // client-go multiplexes every watch of a process over one HTTP/2 connection; upstream allows
+    // 1000 streams per connection (--http2-max-streams-per-connection).
+    builder.http2().max_concurrent_streams(1000);
     if let Err(e) = builder.serve_connection_with_upgrades(io, svc).await {
         tracing::debug!(error = %e, "connection ended");
     }

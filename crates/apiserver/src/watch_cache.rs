@@ -15,8 +15,10 @@ use tokio::sync::broadcast;
 
 use crate::storage::{self, prefix_end, DynStore};
 
-/// How many recent events the cache keeps for resuming watchers.
-const WINDOW: usize = 10_000;
+/// How many recent events the cache keeps for resuming watchers. Each holds the object decoded
+/// and serialised plus its previous state (~15 KB for a typical pod), so this bounds the window
+/// to tens of MB; a watcher further behind relists, as with upstream's (smaller) cache window.
+const WINDOW: usize = 2_000;
 /// How far a slow watcher may fall behind before it is closed (it then re-lists, as upstream).
 const CHANNEL: usize = 4096;
 

@@ -656,3 +656,45 @@ fn b64(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// Many watchers on one HTTP/2 connection all see a change, fanned out by the watch cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_watchers_fan_out() {
+    let s = TestServer::start().await;
+    let client = s.admin_client().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut watches = Vec::new();
+    for _ in 0..300 {
+        let api = api.clone();
+        let rv = rv.clone();
+        watches.push(tokio::spawn(async move {
+            let wp = kube::api::WatchParams::default().timeout(20);
+            let mut stream = api.watch(&wp, &rv).await.expect("watch").boxed();
+            while let Some(ev) = stream.next().await {
+                if let Ok(kube::api::WatchEvent::Added(cm)) = ev {
+                    return cm.metadata.name;
+                }
+            }
+            None
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    api.create(&PostParams::default(), &cm("fanned"))
+        .await
+        .unwrap();
+    for w in watches {
+        let name = tokio::time::timeout(Duration::from_secs(20), w)
+            .await
+            .expect("in time")
+            .unwrap();
+        assert_eq!(name.as_deref(), Some("fanned"));
+    }
+    s.stop().await;
+}
