@@ -1,0 +1,27 @@
+//! krust's scheduler: places pods on nodes as upstream's kube-scheduler does.
+//!
+//! Pending pods wait in a [`queue`] with exponential backoff; each cycle takes one pod, runs the
+//! default profile's [`plugins`] over a [`cache`] snapshot ([`placement`]), assumes the pod on
+//! the chosen node and binds it through `pods/{name}/binding` ([`binder`]), reporting with
+//! [`events`]. With leader election ([`leader`]) only the holder of the
+//! `kube-system/kube-scheduler` Lease schedules.
+
+pub mod binder;
+pub mod cache;
+pub mod events;
+pub mod leader;
+pub mod metrics;
+pub mod placement;
+pub mod plugins;
+pub mod preemption;
+pub mod quantity;
+pub mod queue;
+pub mod requests;
+mod scheduler;
+pub mod selector;
+
+#[cfg(test)]
+mod testing;
+
+pub use metrics::Metrics;
+pub use scheduler::{run, Config, SchedulerError};
