@@ -14,7 +14,9 @@ use tonic::{Request, Response, Status, Streaming};
 use super::validate;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
 use crate::proto::etcdserverpb::watch_server::Watch;
-use crate::proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchRequest, WatchResponse};
+use crate::proto::etcdserverpb::{
+    RangeRequest, ResponseHeader, WatchCreateRequest, WatchRequest, WatchResponse,
+};
 use crate::{Store, StoreError, WatchStream};
 
 /// Responses buffered per stream before watchers wait for a slow client.
@@ -83,9 +85,15 @@ impl Session {
         self.tx.send(Ok(resp)).await.is_ok()
     }
 
-    /// The store's current revision: the point a watcher created now starts after.
+    /// The store's current revision: the point a watcher created now starts after. A count of
+    /// one key is the cheapest request that carries it on every backend.
     async fn current_header(&self) -> Result<ResponseHeader, StoreError> {
-        Ok(self.store.status().await?.header.unwrap_or_default())
+        let probe = RangeRequest {
+            key: vec![0],
+            count_only: true,
+            ..Default::default()
+        };
+        Ok(self.store.range(probe).await?.header.unwrap_or_default())
     }
 
     fn assign_id(&mut self, requested: i64) -> Result<i64, StoreError> {
