@@ -60,6 +60,23 @@ fn allows(policy: &Policy, attrs: &Attributes) -> bool {
     matches!(policy.authorize(attrs), RbacDecision::Allow(_))
 }
 
+/// Whether `policy` lets `u` do `verb` on `resource` (may be `pods/log`).
+fn can(
+    policy: &Policy,
+    u: &UserInfo,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    ns: &str,
+    name: &str,
+) -> bool {
+    allows(policy, &req(u, verb, group, resource, ns, name))
+}
+
+fn can_path(policy: &Policy, u: &UserInfo, verb: &str, p: &str) -> bool {
+    allows(policy, &path(u, verb, p))
+}
+
 fn rule(verbs: &str, groups: &str, resources: &str, urls: &str) -> Value {
     fn list(s: &str) -> Vec<&str> {
         s.split(',').filter(|x| !x.is_empty()).collect()
@@ -162,34 +179,36 @@ fn view_reads_but_not_secrets_and_edit_reads_secrets() {
         role_binding("dev", "editors", "ClusterRole", "edit", &["User:ed"]),
     ]);
     let (vera, ed) = (authenticated("vera"), authenticated("ed"));
-    assert!(allows(&policy, &req(&vera, "get", "", "pods", "dev", "p")));
-    assert!(allows(
+    assert!(can(&policy, &vera, "get", "", "pods", "dev", "p"));
+    assert!(can(
         &policy,
-        &req(&vera, "list", "apps", "deployments", "dev", "")
+        &vera,
+        "list",
+        "apps",
+        "deployments",
+        "dev",
+        ""
     ));
-    assert!(!allows(
+    assert!(!can(&policy, &vera, "get", "", "secrets", "dev", "s"));
+    assert!(!can(&policy, &vera, "create", "", "pods", "dev", ""));
+    assert!(can(&policy, &ed, "get", "", "secrets", "dev", "s"));
+    assert!(can(
         &policy,
-        &req(&vera, "get", "", "secrets", "dev", "s")
+        &ed,
+        "create",
+        "apps",
+        "deployments",
+        "dev",
+        ""
     ));
-    assert!(!allows(
+    assert!(!can(
         &policy,
-        &req(&vera, "create", "", "pods", "dev", "")
-    ));
-    assert!(allows(&policy, &req(&ed, "get", "", "secrets", "dev", "s")));
-    assert!(allows(
-        &policy,
-        &req(&ed, "create", "apps", "deployments", "dev", "")
-    ));
-    assert!(!allows(
-        &policy,
-        &req(
-            &ed,
-            "create",
-            "rbac.authorization.k8s.io",
-            "roles",
-            "dev",
-            ""
-        )
+        &ed,
+        "create",
+        "rbac.authorization.k8s.io",
+        "roles",
+        "dev",
+        ""
     ));
     assert_eq!(
         policy.authorize(&req(&vera, "get", "", "pods", "dev", "p")),
@@ -210,16 +229,13 @@ fn a_role_binding_to_a_cluster_role_is_namespace_scoped() {
         &["User:vera"],
     )]);
     let vera = authenticated("vera");
-    assert!(allows(&policy, &req(&vera, "get", "", "pods", "dev", "p")));
-    assert!(!allows(
-        &policy,
-        &req(&vera, "get", "", "pods", "prod", "p")
-    ));
+    assert!(can(&policy, &vera, "get", "", "pods", "dev", "p"));
+    assert!(!can(&policy, &vera, "get", "", "pods", "prod", "p"));
     assert!(
-        !allows(&policy, &req(&vera, "list", "", "pods", "", "")),
+        !can(&policy, &vera, "list", "", "pods", "", ""),
         "not across all namespaces"
     );
-    assert!(!allows(&policy, &req(&vera, "list", "", "nodes", "", "")));
+    assert!(!can(&policy, &vera, "list", "", "nodes", "", ""));
 }
 
 #[test]
@@ -232,18 +248,9 @@ fn view_allows_pod_logs_but_not_exec() {
         &["User:vera"],
     )]);
     let vera = authenticated("vera");
-    assert!(allows(
-        &policy,
-        &req(&vera, "get", "", "pods/log", "dev", "p")
-    ));
-    assert!(!allows(
-        &policy,
-        &req(&vera, "create", "", "pods/exec", "dev", "p")
-    ));
-    assert!(!allows(
-        &policy,
-        &req(&vera, "get", "", "pods/exec", "dev", "p")
-    ));
+    assert!(can(&policy, &vera, "get", "", "pods/log", "dev", "p"));
+    assert!(!can(&policy, &vera, "create", "", "pods/exec", "dev", "p"));
+    assert!(!can(&policy, &vera, "get", "", "pods/exec", "dev", "p"));
 }
 
 #[test]
@@ -258,7 +265,7 @@ fn resource_names_limit_to_named_objects() {
     ]);
     let carl = authenticated("carl");
     assert!(
-        allows(&policy, &req(&carl, "get", "", "configmaps", "dev", "any")),
+        can(&policy, &carl, "get", "", "configmaps", "dev", "any"),
         "unnamed rule"
     );
     let mut named = role(
@@ -271,22 +278,34 @@ fn resource_names_limit_to_named_objects() {
         named,
         role_binding("dev", "one-config", "Role", "one-config", &["User:carl"]),
     ]);
-    assert!(allows(
+    assert!(can(
         &policy,
-        &req(&carl, "get", "", "configmaps", "dev", "app-config")
+        &carl,
+        "get",
+        "",
+        "configmaps",
+        "dev",
+        "app-config"
     ));
-    assert!(allows(
+    assert!(can(
         &policy,
-        &req(&carl, "update", "", "configmaps", "dev", "app-config")
+        &carl,
+        "update",
+        "",
+        "configmaps",
+        "dev",
+        "app-config"
     ));
-    assert!(!allows(
+    assert!(!can(
         &policy,
-        &req(&carl, "get", "", "configmaps", "dev", "other")
+        &carl,
+        "get",
+        "",
+        "configmaps",
+        "dev",
+        "other"
     ));
-    assert!(!allows(
-        &policy,
-        &req(&carl, "list", "", "configmaps", "dev", "")
-    ));
+    assert!(!can(&policy, &carl, "list", "", "configmaps", "dev", ""));
 }
 
 #[test]
@@ -313,31 +332,32 @@ fn service_account_subjects() {
             &["system:serviceaccounts", "system:authenticated"],
         )
     };
-    assert!(allows(
+    assert!(can(
         &policy,
-        &req(
-            &sa("ci", "deployer"),
-            "create",
-            "apps",
-            "deployments",
-            "ci",
-            ""
-        )
+        &sa("ci", "deployer"),
+        "create",
+        "apps",
+        "deployments",
+        "ci",
+        ""
     ));
-    assert!(!allows(
+    assert!(!can(
         &policy,
-        &req(
-            &sa("other", "deployer"),
-            "create",
-            "apps",
-            "deployments",
-            "ci",
-            ""
-        )
+        &sa("other", "deployer"),
+        "create",
+        "apps",
+        "deployments",
+        "ci",
+        ""
     ));
-    assert!(allows(
+    assert!(can(
         &policy,
-        &req(&sa("ci", "reader"), "list", "", "pods", "ci", "")
+        &sa("ci", "reader"),
+        "list",
+        "",
+        "pods",
+        "ci",
+        ""
     ));
     assert_eq!(
         policy.authorize(&req(&sa("ci", "reader"), "list", "", "pods", "ci", "")),
@@ -347,13 +367,23 @@ fn service_account_subjects() {
     );
     // The bootstrap controller identities.
     let gc = sa("kube-system", "generic-garbage-collector");
-    assert!(allows(
+    assert!(can(
         &policy,
-        &req(&gc, "delete", "apps", "replicasets", "dev", "rs")
+        &gc,
+        "delete",
+        "apps",
+        "replicasets",
+        "dev",
+        "rs"
     ));
-    assert!(!allows(
+    assert!(!can(
         &policy,
-        &req(&gc, "create", "apps", "replicasets", "dev", "")
+        &gc,
+        "create",
+        "apps",
+        "replicasets",
+        "dev",
+        ""
     ));
 }
 
@@ -370,33 +400,46 @@ fn discovery_and_basic_user_for_the_authenticated() {
         "/healthz",
         "/openapi/v2",
     ] {
-        assert!(allows(&policy, &path(&bob, "get", p)), "{p}");
+        assert!(can_path(&policy, &bob, "get", p), "{p}");
     }
-    assert!(!allows(&policy, &path(&bob, "post", "/api")));
-    assert!(!allows(&policy, &path(&bob, "get", "/metrics")));
+    assert!(!can_path(&policy, &bob, "post", "/api"));
+    assert!(!can_path(&policy, &bob, "get", "/metrics"));
     let rules = "authorization.k8s.io";
-    assert!(allows(
+    assert!(can(
         &policy,
-        &req(&bob, "create", rules, "selfsubjectaccessreviews", "", "")
+        &bob,
+        "create",
+        rules,
+        "selfsubjectaccessreviews",
+        "",
+        ""
     ));
-    assert!(allows(
+    assert!(can(
         &policy,
-        &req(&bob, "create", rules, "selfsubjectrulesreviews", "", "")
+        &bob,
+        "create",
+        rules,
+        "selfsubjectrulesreviews",
+        "",
+        ""
     ));
-    assert!(allows(
+    assert!(can(
         &policy,
-        &req(
-            &bob,
-            "create",
-            "authentication.k8s.io",
-            "selfsubjectreviews",
-            "",
-            ""
-        )
+        &bob,
+        "create",
+        "authentication.k8s.io",
+        "selfsubjectreviews",
+        "",
+        ""
     ));
-    assert!(!allows(
+    assert!(!can(
         &policy,
-        &req(&bob, "create", rules, "subjectaccessreviews", "", "")
+        &bob,
+        "create",
+        rules,
+        "subjectaccessreviews",
+        "",
+        ""
     ));
 }
 
@@ -405,21 +448,19 @@ fn public_info_for_the_unauthenticated() {
     let policy = bootstrap_with(&[]);
     let anonymous = user("system:anonymous", &["system:unauthenticated"]);
     for p in ["/healthz", "/livez", "/readyz", "/version", "/version/"] {
-        assert!(allows(&policy, &path(&anonymous, "get", p)), "{p}");
+        assert!(can_path(&policy, &anonymous, "get", p), "{p}");
     }
     for p in ["/api", "/apis", "/healthz/etcd", "/metrics", "/openapi/v2"] {
-        assert!(!allows(&policy, &path(&anonymous, "get", p)), "{p}");
+        assert!(!can_path(&policy, &anonymous, "get", p), "{p}");
     }
-    assert!(!allows(
+    assert!(!can(
         &policy,
-        &req(
-            &anonymous,
-            "create",
-            "authorization.k8s.io",
-            "selfsubjectaccessreviews",
-            "",
-            ""
-        )
+        &anonymous,
+        "create",
+        "authorization.k8s.io",
+        "selfsubjectaccessreviews",
+        "",
+        ""
     ));
 }
 
@@ -427,49 +468,48 @@ fn public_info_for_the_unauthenticated() {
 fn system_components_hold_their_roles() {
     let policy = bootstrap_with(&[]);
     let scheduler = user("system:kube-scheduler", &["system:authenticated"]);
-    assert!(allows(
+    assert!(can(
         &policy,
-        &req(&scheduler, "create", "", "pods/binding", "dev", "p")
+        &scheduler,
+        "create",
+        "",
+        "pods/binding",
+        "dev",
+        "p"
     ));
-    assert!(allows(
+    assert!(can(
         &policy,
-        &req(
-            &scheduler,
-            "update",
-            "coordination.k8s.io",
-            "leases",
-            "kube-system",
-            "kube-scheduler"
-        )
+        &scheduler,
+        "update",
+        "coordination.k8s.io",
+        "leases",
+        "kube-system",
+        "kube-scheduler"
     ));
-    assert!(!allows(
+    assert!(!can(
         &policy,
-        &req(
-            &scheduler,
-            "update",
-            "coordination.k8s.io",
-            "leases",
-            "dev",
-            "other"
-        )
+        &scheduler,
+        "update",
+        "coordination.k8s.io",
+        "leases",
+        "dev",
+        "other"
     ));
     let proxy = user("system:kube-proxy", &["system:authenticated"]);
-    assert!(allows(
+    assert!(can(
         &policy,
-        &req(
-            &proxy,
-            "watch",
-            "discovery.k8s.io",
-            "endpointslices",
-            "",
-            ""
-        )
+        &proxy,
+        "watch",
+        "discovery.k8s.io",
+        "endpointslices",
+        "",
+        ""
     ));
     let monitor = user("prom", &["system:monitoring", "system:authenticated"]);
-    assert!(allows(&policy, &path(&monitor, "get", "/metrics")));
+    assert!(can_path(&policy, &monitor, "get", "/metrics"));
     let node = user("system:node:n1", &["system:nodes", "system:authenticated"]);
     assert!(
-        !allows(&policy, &req(&node, "get", "", "secrets", "dev", "s")),
+        !can(&policy, &node, "get", "", "secrets", "dev", "s"),
         "nodes go through the Node authorizer"
     );
 }
