@@ -36,6 +36,7 @@
 use thiserror::Error;
 
 pub mod aggregation;
+mod bindings;
 pub mod bootstrap;
 pub mod escalation;
 pub mod objects;

@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::bindings::Bindings;
 use super::objects::{Binding, Kind, Object, PolicyRule, Role, RoleRef, Subject};
 use super::rules::{go_quote, rule_allows, Request};
 use super::RbacError;
@@ -24,9 +25,9 @@ pub struct Policy {
     cluster_roles: BTreeMap<String, Role>,
     /// Keyed by (namespace, name).
     roles: BTreeMap<(String, String), Role>,
-    cluster_role_bindings: BTreeMap<String, Binding>,
-    /// Namespace → name → binding, so a request only walks its own namespace's bindings.
-    role_bindings: BTreeMap<String, BTreeMap<String, Binding>>,
+    cluster_role_bindings: Bindings,
+    /// Per namespace, so a request only looks at its own namespace's bindings.
+    role_bindings: BTreeMap<String, Bindings>,
 }
 
 /// Where an allowing rule came from; its `Display` is upstream's describer text.
@@ -160,15 +161,14 @@ impl Policy {
                 self.roles.insert(key, r);
             }
             Object::ClusterRoleBinding(b) => {
-                self.cluster_role_bindings
-                    .insert(b.metadata.name.clone(), b);
+                self.cluster_role_bindings.insert(b);
             }
             Object::RoleBinding(b) => {
                 let ns = self
                     .role_bindings
                     .entry(b.metadata.namespace.clone())
                     .or_default();
-                ns.insert(b.metadata.name.clone(), b);
+                ns.insert(b);
             }
         }
     }
@@ -188,6 +188,9 @@ impl Policy {
             Kind::RoleBinding => {
                 if let Some(ns) = self.role_bindings.get_mut(namespace) {
                     ns.remove(name);
+                    if ns.is_empty() {
+                        self.role_bindings.remove(namespace);
+                    }
                 }
             }
         }
@@ -232,13 +235,14 @@ impl Policy {
 
     /// Upstream's `VisitRulesFor`: every rule granted to `user` cluster-wide, then (when
     /// `namespace` is set) in that namespace. The visitor returns false to stop early.
+    /// Only the bindings naming the user or one of its groups are looked at (see [`Bindings`]).
     pub fn visit_rules_for<'a>(
         &'a self,
         user: &UserInfo,
         namespace: &str,
         mut visitor: impl FnMut(Visit<'a>) -> bool,
     ) {
-        for binding in self.cluster_role_bindings.values() {
+        for binding in self.cluster_role_bindings.candidates(user) {
             if !self.visit_binding(binding, user, "", true, &mut visitor) {
                 return;
             }
@@ -249,7 +253,7 @@ impl Policy {
         else {
             return;
         };
-        for binding in bindings.values() {
+        for binding in bindings.candidates(user) {
             if !self.visit_binding(binding, user, namespace, false, &mut visitor) {
                 return;
             }

@@ -44,13 +44,8 @@ pub fn rule_allows(rule: &PolicyRule, req: &Request) -> bool {
     if !req.resource_request {
         return non_resource_url_matches(rule, req.path);
     }
-    let combined = if req.subresource.is_empty() {
-        req.resource.to_string()
-    } else {
-        format!("{}/{}", req.resource, req.subresource)
-    };
     api_group_matches(rule, req.api_group)
-        && resource_matches(rule, &combined, req.subresource)
+        && resource_matches(rule, req.resource, req.subresource)
         && resource_name_matches(rule, req.name)
 }
 
@@ -62,12 +57,18 @@ fn api_group_matches(rule: &PolicyRule, group: &str) -> bool {
     rule.api_groups.iter().any(|g| g == ALL || g == group)
 }
 
-/// `combined` is `resource` or `resource/subresource`; a rule may also name `*/subresource`.
-fn resource_matches(rule: &PolicyRule, combined: &str, subresource: &str) -> bool {
+/// A rule names `resource`, `resource/subresource` or `*/subresource` (upstream compares with
+/// the joined `resource/subresource`; this compares the halves to avoid building it per rule).
+fn resource_matches(rule: &PolicyRule, resource: &str, subresource: &str) -> bool {
     rule.resources.iter().any(|r| {
-        r == ALL
-            || r == combined
-            || (!subresource.is_empty() && r.strip_prefix("*/") == Some(subresource))
+        if r == ALL {
+            return true;
+        }
+        if subresource.is_empty() {
+            return r == resource;
+        }
+        r.split_once('/')
+            .is_some_and(|(res, sub)| sub == subresource && (res == resource || res == ALL))
     })
 }
 
