@@ -30,8 +30,9 @@
 //! 5. **Aggregate.** Whenever a ClusterRole changes, run [`aggregation::aggregate_all`] over all
 //!    ClusterRoles and write the returned rules into those roles (upstream's controller does the
 //!    same, so `kubectl get clusterrole admin -o yaml` shows the gathered rules).
-//! 6. **Review APIs.** SelfSubjectRulesReview is [`Policy::rules_for`]; the access reviews are
-//!    [`Policy::authorize`] on attributes built from the review's spec.
+//! 6. **Review APIs.** A SelfSubjectRulesReview's `status` is
+//!    `policy.rules_for(&user, &spec.namespace).review_status()` ([`Rules::review_status`]);
+//!    the access reviews are the authorizer on attributes built from the review's spec, as now.
 
 use thiserror::Error;
 

@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::bindings::Bindings;
 use super::objects::{Binding, Kind, Object, PolicyRule, Role, RoleRef, Subject};
@@ -105,6 +105,39 @@ impl Rules {
     /// The errors as upstream's aggregate error prints them (`""` when there are none).
     pub fn error_text(&self) -> String {
         aggregate(&self.errors)
+    }
+
+    /// A SelfSubjectRulesReview `status`, as upstream's RBAC `RulesFor` and the review's REST
+    /// handler build it: each rule split into its resource and non-resource halves; RBAC never
+    /// reports itself incomplete, but a resolution error becomes `evaluationError`.
+    pub fn review_status(&self) -> Value {
+        let resource_rules: Vec<Value> = self
+            .rules
+            .iter()
+            .filter(|r| !r.resources.is_empty())
+            .map(|r| {
+                let half = PolicyRule {
+                    non_resource_urls: Vec::new(),
+                    ..r.clone()
+                };
+                serde_json::to_value(half).unwrap_or_default()
+            })
+            .collect();
+        let non_resource_rules: Vec<Value> = self
+            .rules
+            .iter()
+            .filter(|r| !r.non_resource_urls.is_empty())
+            .map(|r| json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}))
+            .collect();
+        let mut status = json!({
+            "resourceRules": resource_rules,
+            "nonResourceRules": non_resource_rules,
+            "incomplete": false,
+        });
+        if !self.errors.is_empty() {
+            status["evaluationError"] = Value::String(self.error_text());
+        }
+        status
     }
 }
 
@@ -472,6 +505,26 @@ mod tests {
         assert_eq!(
             source.to_string(),
             r#"RoleBinding "rb/dev" of ClusterRole "view" to ServiceAccount "sa/dev""#
+        );
+    }
+
+    #[test]
+    fn rules_review_status_splits_rules() {
+        let rules = Rules {
+            rules: vec![
+                PolicyRule::resource(&["get"], &[""], &["pods"]).with_names(&["p"]),
+                PolicyRule::non_resource(&["get"], &["/api"]),
+            ],
+            errors: vec!["boom".into()],
+        };
+        assert_eq!(
+            rules.review_status(),
+            serde_json::json!({
+                "resourceRules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"], "resourceNames": ["p"]}],
+                "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": ["/api"]}],
+                "incomplete": false,
+                "evaluationError": "boom",
+            })
         );
     }
 
