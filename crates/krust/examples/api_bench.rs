@@ -76,14 +76,19 @@ struct Args {
     watch_updates: usize,
 }
 
+/// Full lists at once in the memory-peak check (at most `--clients`).
+const CONCURRENT_LISTS: usize = 4;
+
 /// Time for the server's allocator and background tasks to settle before reading its RSS.
 const SETTLE: Duration = Duration::from_secs(2);
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    if args.clients == 0 || args.pods == 0 || args.per_namespace == 0 {
-        bail!("--clients, --pods and --per-namespace must be at least 1");
+    if args.clients < CONCURRENT_LISTS || args.pods == 0 || args.per_namespace == 0 {
+        bail!(
+            "--clients must be at least {CONCURRENT_LISTS}, --pods and --per-namespace at least 1"
+        );
     }
     let bin = krust_binary(&args)?;
     let load_before = load_average();
@@ -121,6 +126,12 @@ async fn measure(args: &Args, server: &KrustServer) -> Result<report::Results> {
     eprintln!("namespace list: {} lists", args.lists);
     let lists = load::lists(&clients, &layout, args.lists).await?;
     phase_done("namespace list", &lists);
+    // The same lists from one client: what one list costs when the CPUs are not shared with 15
+    // other clients, to tell queueing from per-request cost.
+    let lists_alone = load::lists(&clients[..1], &layout, args.lists / 5).await?;
+    phase_done("namespace list, 1 client", &lists_alone);
+    tokio::time::sleep(SETTLE).await;
+    let rss_created = server.rss()?;
 
     let mut big_lists = Vec::new();
     for variant in Variant::ALL {
@@ -129,13 +140,22 @@ async fn measure(args: &Args, server: &KrustServer) -> Result<report::Results> {
         eprintln!("  {}", list.latency.brief());
         big_lists.push(list);
     }
-    drop(clients);
     tokio::time::sleep(SETTLE).await;
     let rss_stored = server.rss()?;
+    eprintln!("{CONCURRENT_LISTS} concurrent cluster-wide JSON lists");
+    let slowest = biglist::concurrent_json(&clients[..CONCURRENT_LISTS], args.pods).await?;
+    let rss_concurrent = server.rss()?;
+    let concurrent = report::Concurrent {
+        lists: CONCURRENT_LISTS,
+        slowest,
+        peak_kib: rss_concurrent.peak_kib,
+    };
+    drop(clients);
     eprintln!(
-        "RSS idle {:.1} MB, with {} pods {:.1} MB",
+        "RSS idle {:.1} MB, with {} pods {:.1} MB, after the big lists {:.1} MB",
         stats::megabytes(rss_idle.current_kib),
         args.pods,
+        stats::megabytes(rss_created.current_kib),
         stats::megabytes(rss_stored.current_kib)
     );
 
@@ -149,9 +169,12 @@ async fn measure(args: &Args, server: &KrustServer) -> Result<report::Results> {
         creates,
         gets,
         lists,
+        lists_alone,
         big_lists,
         rss_idle,
+        rss_created,
         rss_stored,
+        concurrent,
         watch,
     })
 }

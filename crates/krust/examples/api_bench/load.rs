@@ -168,7 +168,7 @@ where
 /// A progress line every tenth of the phase, so a slow server shows where it is.
 fn progress(name: &str, i: usize, total: usize, started: Instant) {
     let step = (total / 10).max(1);
-    if i > 0 && i % step == 0 {
+    if i > 0 && i.is_multiple_of(step) {
         let rate = i as f64 / started.elapsed().as_secs_f64().max(f64::EPSILON);
         eprintln!("  {name}: {i}/{total} ({rate:.0}/s)");
     }

@@ -96,7 +96,7 @@ pub async fn run(
             .ok()
             .flatten()
             .ok_or_else(|| anyhow!("only {n} of {watchers} watches opened"))?;
-        if (n + 1) % 250 == 0 {
+        if (n + 1).is_multiple_of(250) {
             eprintln!("  watch: {} streams open", n + 1);
         }
     }
