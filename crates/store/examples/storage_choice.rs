@@ -93,8 +93,14 @@ fn redb_writes(dir: &std::path::Path, batch: usize) -> (u64, Duration) {
     (n, start.elapsed())
 }
 
-async fn engine_writes(dir: &std::path::Path, clients: u64) -> (u64, Duration) {
-    let engine = Engine::open(dir, EngineOptions::default()).await.unwrap();
+async fn engine_writes(dir: &std::path::Path, clients: u64, preallocate: bool) -> (u64, Duration) {
+    let opts = EngineOptions {
+        preallocate,
+        ..Default::default()
+    };
+    let engine = Engine::open(dir, opts).await.unwrap();
+    // Let the first preallocated segment get ready, as it is on a running server.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
@@ -135,10 +141,13 @@ async fn main() {
         println!("redb 4.6,              {batch:>2} writes per commit: {r}");
     }
     for clients in [1, 16, 64] {
-        let sub = dir.path().join(format!("engine-{clients}"));
-        let before = disk_bytes();
-        let (n, t) = engine_writes(&sub, clients).await;
-        let r = rate(n, t, disk_bytes() - before);
-        println!("engine (log + group commit), {clients:>2} clients: {r}");
+        for preallocate in [false, true] {
+            let sub = dir.path().join(format!("engine-{clients}-{preallocate}"));
+            let before = disk_bytes();
+            let (n, t) = engine_writes(&sub, clients, preallocate).await;
+            let r = rate(n, t, disk_bytes() - before);
+            let kind = if preallocate { "preallocated" } else { "plain" };
+            println!("engine, {kind:>12} segments, {clients:>2} clients: {r}");
+        }
     }
 }

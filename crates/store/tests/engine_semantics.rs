@@ -722,10 +722,9 @@ fn last_segment(dir: &std::path::Path) -> std::path::PathBuf {
 #[tokio::test]
 async fn torn_tail_is_truncated_and_corruption_refused() {
     let dir = tempfile::tempdir().unwrap();
+    let plain = EngineOptions::default();
     {
-        let s = Engine::open(dir.path(), EngineOptions::default())
-            .await
-            .unwrap();
+        let s = Engine::open(dir.path(), plain.clone()).await.unwrap();
         for i in 0..10 {
             put(&*s, &format!("k{i}"), "v").await;
         }
@@ -737,9 +736,7 @@ async fn torn_tail_is_truncated_and_corruption_refused() {
     data.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 5]);
     std::fs::write(&seg, &data).unwrap();
     {
-        let s = Engine::open(dir.path(), EngineOptions::default())
-            .await
-            .unwrap();
+        let s = Engine::open(dir.path(), plain.clone()).await.unwrap();
         assert_eq!(s.revision(), 11);
         assert_eq!(std::fs::metadata(&seg).unwrap().len() as usize, good);
         assert_eq!(put(&*s, "after", "v").await, 12);
@@ -748,6 +745,36 @@ async fn torn_tail_is_truncated_and_corruption_refused() {
     let mut data = std::fs::read(&seg).unwrap();
     data[20] ^= 0x40;
     std::fs::write(&seg, &data).unwrap();
-    let e = Engine::open(dir.path(), EngineOptions::default()).await;
+    let e = Engine::open(dir.path(), plain).await;
     assert!(matches!(e, Err(StoreError::Storage(m)) if m.contains("corrupt")));
+}
+
+#[tokio::test]
+async fn preallocated_segments_recover_and_torn_writes_in_them_are_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EngineOptions {
+        snapshot_min_log_bytes: 64 << 10,
+        preallocate: true,
+        ..Default::default()
+    };
+    {
+        let s = Engine::open(dir.path(), opts.clone()).await.unwrap();
+        // Enough writes to move into preallocated segments.
+        for i in 0..300 {
+            put(&*s, &format!("k{}", i % 30), &"v".repeat(200)).await;
+            if i % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let seg = last_segment(dir.path());
+    let mut data = std::fs::read(&seg).unwrap();
+    let end = data.iter().rposition(|b| *b != 0).unwrap();
+    assert!(data.len() > end + 64, "the last segment is preallocated");
+    // Garbage in the zeroed space after the last frame: a write that was torn.
+    data[end + 40..end + 48].copy_from_slice(&[9; 8]);
+    std::fs::write(&seg, &data).unwrap();
+    let s = Engine::open(dir.path(), opts).await.unwrap();
+    assert_eq!(s.revision(), 301);
+    assert_eq!(get(&*s, key("k29")).await.kvs[0].version, 10);
 }

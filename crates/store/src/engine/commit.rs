@@ -17,13 +17,15 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::{oneshot, watch};
 
-use super::log::{encode_frame, Entry, Segment};
+use super::log::{encode_frame, Entry, Segment, Spare};
 use super::ops::{State, WriteOp, WriteResult};
-use super::snapshot::Reclaimer;
+use super::snapshot::{self, Reclaimer};
 use crate::StoreError;
 
 /// Most requests one group commit takes, so that one batch cannot delay its first caller forever.
 const MAX_BATCH: usize = 4096;
+/// Largest preallocated segment (etcd's WAL segments are 64 MB too).
+const MAX_PREALLOC: u64 = 64 << 20;
 
 /// State shared by the engine, the writer thread and watch streams.
 pub(crate) struct Core {
@@ -126,6 +128,8 @@ pub(crate) struct Writer {
     pub segment: Segment,
     pub fsync: bool,
     pub reclaimer: Reclaimer,
+    pub spare: Spare,
+    pub preallocate: bool,
     /// Held until the thread ends, so that no second engine opens the directory meanwhile.
     pub _lock: Arc<File>,
     pub dir: PathBuf,
@@ -133,7 +137,8 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer thread; returns the committer that feeds it.
-    pub fn spawn(self) -> std::io::Result<Committer> {
+    pub fn spawn(mut self) -> std::io::Result<Committer> {
+        self.prepare_spare();
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -151,10 +156,40 @@ impl Writer {
                 }
             }
             self.commit_batch(jobs);
-            self.reclaimer
-                .maybe_snapshot(&self.core, &self.dir, &mut self.segment, &self._lock);
+            if self.reclaimer.due(&self.segment) {
+                let image = snapshot::capture(&self.core.read());
+                if self.switch_segment() {
+                    let seq = self.segment.seq;
+                    self.reclaimer.start(image, &self.dir, seq, &self._lock);
+                }
+            } else if self.segment.outgrown() && self.spare.ready() {
+                self.switch_segment();
+            }
         }
         tracing::debug!("store writer stopped");
+    }
+
+    /// Continues in a new segment, a preallocated one if ready; prepares the next spare.
+    fn switch_segment(&mut self) -> bool {
+        match self.spare.next_segment(self.segment.seq + 1) {
+            Ok(seg) => {
+                self.segment = seg;
+                self.prepare_spare();
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a new log segment");
+                false
+            }
+        }
+    }
+
+    /// Spares are as large as a segment grows before the next snapshot, up to `MAX_PREALLOC`.
+    pub fn prepare_spare(&mut self) {
+        if self.preallocate {
+            self.spare
+                .prepare(self.reclaimer.threshold().min(MAX_PREALLOC));
+        }
     }
 
     fn commit_batch(&mut self, jobs: Vec<Job>) {

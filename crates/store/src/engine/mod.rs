@@ -55,6 +55,9 @@ pub struct EngineOptions {
     /// `snapshot_log_ratio` times the last snapshot; then older files are deleted.
     pub snapshot_min_log_bytes: u64,
     pub snapshot_log_ratio: u64,
+    /// Write the log into zero-filled, preallocated segments, as etcd does with its WAL. Costs
+    /// a spare segment of disk; measured no faster on ext4 here, so off by default.
+    pub preallocate: bool,
     /// etcd's `--max-request-bytes`.
     pub max_request_bytes: usize,
     /// etcd's `--max-txn-ops`.
@@ -72,6 +75,7 @@ impl Default for EngineOptions {
             maintenance_interval: Duration::from_millis(250),
             snapshot_min_log_bytes: 16 << 20,
             snapshot_log_ratio: 2,
+            preallocate: false,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
             progress_notify_interval: Duration::from_secs(600),
@@ -124,6 +128,8 @@ impl Engine {
             segment,
             fsync: opts.fsync,
             reclaimer,
+            spare: log::Spare::new(dir),
+            preallocate: opts.preallocate,
             _lock: lock,
             dir: dir.to_path_buf(),
         };

@@ -458,9 +458,9 @@ pub(crate) fn range(mvcc: &Mvcc, r: &RangeRequest, view: i64) -> Result<RangeRes
         || r.max_mod_revision != 0
         || r.min_create_revision != 0
         || r.max_create_revision != 0;
-    let sorted = order != SortOrder::None || target != SortTarget::Key;
-    // Without sorting or filtering, stop copying after limit+1 (the +1 tells `more`).
-    let cap = if r.limit > 0 && !sorted && !filtered {
+    // Without an explicit order or filters, etcd takes the first limit+1 keys (the +1 tells
+    // `more`) and only then sorts them, even by a non-key target: so do we.
+    let cap = if r.limit > 0 && order == SortOrder::None && !filtered {
         r.limit as usize + 1
     } else {
         usize::MAX

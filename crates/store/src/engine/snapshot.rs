@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::commit::Core;
 use super::log::{
     encode_frame, parse_name, read_frames, snap_path, sync_dir, Entry, LeaseRecord, Segment,
+    SPARE_NAME,
 };
 use super::mvcc::RevChanges;
 use super::ops::State;
@@ -41,7 +41,7 @@ pub(crate) struct Reclaimer {
 }
 
 /// What a snapshot holds, captured under the state lock.
-struct Image {
+pub(crate) struct Image {
     floor: i64,
     compacted: i64,
     current: i64,
@@ -51,24 +51,20 @@ struct Image {
 }
 
 impl Reclaimer {
-    /// Called by the writer between batches, when everything applied is also on disk.
-    pub fn maybe_snapshot(&mut self, core: &Core, dir: &Path, seg: &mut Segment, lock: &Arc<File>) {
-        let threshold = self
-            .min_log_bytes
-            .max(self.ratio * self.last_snapshot_bytes.load(Ordering::Relaxed));
-        if seg.bytes < threshold || self.running.load(Ordering::Acquire) {
-            return;
-        }
-        let image = capture(&core.read());
-        let next = match Segment::create(dir, seg.seq + 1) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start a new log segment; snapshot postponed");
-                return;
-            }
-        };
-        *seg = next;
-        let seq = seg.seq;
+    /// Log bytes after which a snapshot is due.
+    pub fn threshold(&self) -> u64 {
+        self.min_log_bytes
+            .max(self.ratio * self.last_snapshot_bytes.load(Ordering::Relaxed))
+    }
+
+    /// Whether the active segment has outgrown the last snapshot (and none is being written).
+    pub fn due(&self, seg: &Segment) -> bool {
+        seg.bytes >= self.threshold() && !self.running.load(Ordering::Acquire)
+    }
+
+    /// Writes `image` as snapshot `seq` in the background, then deletes what it makes redundant.
+    /// The writer has just started segment `seq`, so `image` is exactly the state before it.
+    pub fn start(&mut self, image: Image, dir: &Path, seq: u64, lock: &Arc<File>) {
         self.running.store(true, Ordering::Release);
         let (running, size, dir, lock) = (
             self.running.clone(),
@@ -80,6 +76,7 @@ impl Reclaimer {
             .name("store-snapshot".into())
             .spawn(move || {
                 let _lock = lock;
+                let _done = Done(running);
                 match write_snapshot(&dir, seq, &image).and_then(|bytes| {
                     remove_older(&dir, seq)?;
                     Ok(bytes)
@@ -89,7 +86,6 @@ impl Reclaimer {
                         tracing::warn!(error = %e, "snapshot failed; the log keeps everything")
                     }
                 }
-                running.store(false, Ordering::Release);
             });
         if spawned.is_err() {
             self.running.store(false, Ordering::Release);
@@ -97,7 +93,17 @@ impl Reclaimer {
     }
 }
 
-fn capture(state: &State) -> Image {
+/// Clears the "snapshot running" flag however the snapshot thread ends, so that a failed
+/// snapshot never blocks the next one.
+struct Done(Arc<AtomicBool>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+pub(crate) fn capture(state: &State) -> Image {
     let (floor, base, history) = state.mvcc.snapshot();
     Image {
         floor,
@@ -128,18 +134,21 @@ fn write_snapshot(dir: &Path, seq: u64, img: &Image) -> std::io::Result<u64> {
         &mut out,
     )?;
     // Leases before the base, so that restored keys find the lease they are attached to.
-    let grants = img
+    // (An empty entry would encode to a zero-length frame, which marks the end of the data.)
+    let grants: Vec<LeaseRecord> = img
         .leases
         .iter()
         .map(|&(id, ttl)| LeaseRecord { id, ttl })
         .collect();
-    put(
-        Entry {
-            grants,
-            ..Default::default()
-        },
-        &mut out,
-    )?;
+    if !grants.is_empty() {
+        put(
+            Entry {
+                grants,
+                ..Default::default()
+            },
+            &mut out,
+        )?;
+    }
     for chunk in img.base.chunks(BASE_CHUNK) {
         let base = chunk.iter().map(|kv| (**kv).clone()).collect();
         put(
@@ -204,6 +213,10 @@ pub(crate) struct Recovered {
 
 /// Rebuilds the state from `dir`: newest snapshot, then every later segment in order.
 pub(crate) fn recover(dir: &Path) -> Result<Recovered, StoreError> {
+    match fs::remove_file(dir.join(SPARE_NAME)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(storage(e)),
+        _ => {}
+    }
     let files = list(dir).map_err(storage)?;
     let snap = files
         .iter()
@@ -228,7 +241,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, StoreError> {
             // A torn write can only be the last thing written: every later segment is empty.
             let later_empty = logs[i + 1..]
                 .iter()
-                .all(|(p, _, _)| fs::metadata(p).map(|m| m.len() == 0).unwrap_or(false));
+                .all(|(p, _, _)| read_frames(p).is_ok_and(|d| d.entries.is_empty()));
             if !later_empty {
                 return Err(StoreError::Storage(format!(
                     "corrupt log segment {}",

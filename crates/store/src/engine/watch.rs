@@ -126,12 +126,18 @@ impl Cursor {
     /// The matching events of one revision. The previous value of a change at the compaction
     /// point is gone, as in etcd, so no `prev_kv` is sent for it.
     fn events<'a>(&'a self, r: &'a RevChanges, compacted: i64) -> impl Iterator<Item = Event> + 'a {
-        let with_prev = self.prev_kv && r.rev > compacted;
+        let at_compaction = r.rev <= compacted;
+        let with_prev = self.prev_kv && !at_compaction;
         r.changes
             .iter()
             .filter(|c| self.range.contains(&c.kv.key))
             .filter_map(move |c| {
                 if (c.deleted && self.no_delete) || (!c.deleted && self.no_put) {
+                    return None;
+                }
+                if c.deleted && at_compaction {
+                    // etcd's compaction removes a tombstone at the compaction revision itself,
+                    // so a watch from that revision does not see the delete.
                     return None;
                 }
                 let r#type = if c.deleted {
