@@ -13,7 +13,7 @@ use super::objects::{LabelSelector, PolicyRule, Role, SelectorRequirement};
 /// aggregate. Roles are visited by name per selector and rules de-duplicated, as upstream.
 pub fn aggregated_rules<'a>(
     target: &Role,
-    all: impl IntoIterator<Item = &'a Role> + Clone,
+    all: impl IntoIterator<Item = &'a Role>,
 ) -> Option<Vec<PolicyRule>> {
     let rule = target.aggregation_rule.as_ref()?;
     let mut sorted: Vec<&Role> = all.into_iter().collect();

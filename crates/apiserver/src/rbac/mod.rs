@@ -27,9 +27,10 @@
 //!    [`bootstrap::objects`] call [`reconcile::reconcile`] with the stored version and write
 //!    [`reconcile::Reconciled::to_write`] (create, update, or delete-then-create for
 //!    `Recreate`); retry that object on a conflict.
-//! 5. **Aggregate.** Whenever a ClusterRole changes, run [`aggregation::aggregate_all`] over all
-//!    ClusterRoles and write the returned rules into those roles (upstream's controller does the
-//!    same, so `kubectl get clusterrole admin -o yaml` shows the gathered rules).
+//! 5. **Aggregate.** After a ClusterRole event, `authorizer.update(|p| p.aggregate())`
+//!    ([`Policy::aggregate`]) applies aggregation in memory and returns the changed roles' new
+//!    rules; write those into the stored roles too, as upstream's controller does, so
+//!    `kubectl get clusterrole admin -o yaml` shows them (the write comes back as a no-op).
 //! 6. **Review APIs.** A SelfSubjectRulesReview's `status` is
 //!    `policy.rules_for(&user, &spec.namespace).review_status()` ([`Rules::review_status`]);
 //!    the access reviews are the authorizer on attributes built from the review's spec, as now.

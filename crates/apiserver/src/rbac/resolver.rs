@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
+use super::aggregation::aggregate_all;
 use super::bindings::Bindings;
 use super::objects::{Binding, Kind, Object, PolicyRule, Role, RoleRef, Subject};
 use super::rules::{go_quote, rule_allows, Request};
@@ -239,6 +240,19 @@ impl Policy {
 
     pub fn cluster_roles(&self) -> impl Iterator<Item = &Role> {
         self.cluster_roles.values()
+    }
+
+    /// Runs ClusterRole aggregation ([`aggregate_all`]) over this policy, applies the result,
+    /// and returns it (role name → new rules) so the caller can write it to the store too.
+    pub fn aggregate(&mut self) -> BTreeMap<String, Vec<PolicyRule>> {
+        let roles: Vec<Role> = self.cluster_roles.values().cloned().collect();
+        let updates = aggregate_all(&roles);
+        for (name, rules) in &updates {
+            if let Some(role) = self.cluster_roles.get_mut(name) {
+                role.rules.clone_from(rules);
+            }
+        }
+        updates
     }
 
     /// Upstream's `GetRoleReferenceRules`: a RoleBinding's `Role` is looked up in the binding's

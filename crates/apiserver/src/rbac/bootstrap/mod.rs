@@ -17,8 +17,6 @@
 
 use serde_json::Value;
 
-use super::aggregation::aggregate_all;
-use super::objects::{decode, Object, Role};
 use super::resolver::Policy;
 use super::RbacError;
 
@@ -99,26 +97,15 @@ pub fn objects() -> Result<Vec<Value>, RbacError> {
 /// The policy of a fresh cluster once the aggregation controller has run: every bootstrap
 /// object, with `admin`, `edit` and `view` filled from their `system:aggregate-to-*` parts.
 pub fn policy() -> Result<Policy, RbacError> {
-    let objects = objects()?;
-    let mut policy = Policy::from_values(&objects)?;
-    let cluster_roles: Vec<Role> = cluster_roles()?
-        .iter()
-        .map(decode)
-        .collect::<Result<_, _>>()?;
-    for (name, rules) in aggregate_all(&cluster_roles) {
-        if let Some(role) = policy.cluster_role(&name) {
-            let mut role = role.clone();
-            role.rules = rules;
-            policy.insert(Object::ClusterRole(role));
-        }
-    }
+    let mut policy = Policy::from_values(&objects()?)?;
+    policy.aggregate();
     Ok(policy)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rbac::objects::{AUTOUPDATE_ANNOTATION, BOOTSTRAPPING_LABEL};
+    use crate::rbac::objects::{Object, AUTOUPDATE_ANNOTATION, BOOTSTRAPPING_LABEL};
 
     #[test]
     fn every_object_parses_and_is_marked() {
