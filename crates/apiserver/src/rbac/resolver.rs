@@ -282,7 +282,7 @@ impl Policy {
 
     /// Upstream's `VisitRulesFor`: every rule granted to `user` cluster-wide, then (when
     /// `namespace` is set) in that namespace. The visitor returns false to stop early.
-    /// Only the bindings naming the user or one of its groups are looked at (see [`Bindings`]).
+    /// Only the bindings naming the user or one of its groups are looked at (an index).
     pub fn visit_rules_for<'a>(
         &'a self,
         user: &UserInfo,
