@@ -41,6 +41,7 @@ struct Result_ {
     ops_per_sec: f64,
     p50: Duration,
     p99: Duration,
+    max: Duration,
 }
 
 fn main() -> Result<(), BoxError> {
@@ -130,8 +131,8 @@ async fn compare(window: Duration, reps: usize) -> Result<(), BoxError> {
                     let conns = connect(&s.endpoint, &pki, clients.min(MAX_CONNECTIONS)).await?;
                     let r = run(op, clients, &conns, window, s.name).await?;
                     eprintln!(
-                        "{:5} {:?} x{clients}: {:.0} ops/s p50 {:?} p99 {:?}",
-                        s.name, op, r.ops_per_sec, r.p50, r.p99
+                        "{:5} {:?} x{clients}: {:.0} ops/s p50 {:?} p99 {:?} max {:?}",
+                        s.name, op, r.ops_per_sec, r.p50, r.p99, r.max
                     );
                     runs.push(r);
                 }
@@ -268,6 +269,7 @@ async fn run(
         ops_per_sec: all.len() as f64 / elapsed.as_secs_f64(),
         p50: pct(0.50),
         p99: pct(0.99),
+        max: all.last().copied().unwrap_or_default(),
     })
 }
 
