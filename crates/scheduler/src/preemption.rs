@@ -43,7 +43,9 @@ fn priority(pod: &Pod) -> i32 {
     pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
 
-fn eligible(pod: &Pod) -> Result<(), String> {
+/// Upstream's `PodEligibleToPreemptOthers`: not with `preemptionPolicy: Never`, and not again
+/// while victims of an earlier preemption are still terminating on the nominated node.
+fn eligible(pod: &Pod, snapshot: &Snapshot) -> Result<(), String> {
     let policy = pod
         .spec
         .as_ref()
@@ -51,12 +53,25 @@ fn eligible(pod: &Pod) -> Result<(), String> {
     if policy == Some("Never") {
         return Err("not eligible due to preemptionPolicy=Never".into());
     }
+    let nominated = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.as_deref())
+        .and_then(|n| snapshot.get(n));
+    let waiting_for_victims = nominated.is_some_and(|node| {
+        node.pods.iter().any(|p| {
+            p.pod.metadata.deletion_timestamp.is_some() && priority(&p.pod) < priority(pod)
+        })
+    });
+    if waiting_for_victims {
+        return Err("not eligible due to a terminating pod on the nominated node".into());
+    }
     Ok(())
 }
 
 /// Decides whether and whom to preempt for `pod`.
 pub fn preempt(pod: &Pod, fit: &FitError, snapshot: &Snapshot) -> Outcome {
-    if let Err(msg) = eligible(pod) {
+    if let Err(msg) = eligible(pod, snapshot) {
         return Outcome::NotPossible(msg);
     }
     let mut candidates = Vec::new();
