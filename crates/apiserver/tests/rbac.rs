@@ -1186,3 +1186,90 @@ fn aggregated_bootstrap_roles_keep_their_gathered_rules() {
         expected["aggregationRule"]
     );
 }
+
+// ---- upstream's rule_test.go TestAppliesTo cases ----
+
+#[test]
+fn upstream_applies_to_cases() {
+    use apiserver::rbac::resolver::applies_to;
+    use apiserver::rbac::Subject;
+    let first = |subjects: &[Subject], u: &UserInfo, ns: &str| {
+        subjects.iter().position(|s| applies_to(u, s, ns))
+    };
+    let both = [
+        Subject::group("system:authenticated"),
+        Subject::group("system:unauthenticated"),
+    ];
+    let cases: Vec<(&str, Vec<Subject>, UserInfo, &str, Option<usize>)> = vec![
+        (
+            "single subject that matches username",
+            vec![Subject::user("foobar")],
+            user("foobar", &[]),
+            "",
+            Some(0),
+        ),
+        (
+            "multiple subjects, one that matches username",
+            vec![Subject::user("barfoo"), Subject::user("foobar")],
+            user("foobar", &[]),
+            "",
+            Some(1),
+        ),
+        (
+            "multiple subjects, none that match username",
+            vec![Subject::user("barfoo"), Subject::user("foobar")],
+            user("zimzam", &[]),
+            "",
+            None,
+        ),
+        (
+            "multiple subjects, one that match group",
+            vec![Subject::user("barfoo"), Subject::group("foobar")],
+            user("zimzam", &["foobar"]),
+            "",
+            Some(1),
+        ),
+        (
+            "multiple subjects, one that match group, should ignore namespace",
+            vec![Subject::user("barfoo"), Subject::group("foobar")],
+            user("zimzam", &["foobar"]),
+            "namespace1",
+            Some(1),
+        ),
+        (
+            "multiple subjects with a service account that matches",
+            vec![
+                Subject::user("barfoo"),
+                Subject::group("foobar"),
+                Subject::service_account("kube-system", "default"),
+            ],
+            user("system:serviceaccount:kube-system:default", &[]),
+            "default",
+            Some(2),
+        ),
+        (
+            "* user subject name doesn't match all users",
+            vec![Subject::user("*")],
+            user("foobar", &[]),
+            "default",
+            None,
+        ),
+        (
+            "binding to all authenticated and unauthenticated subjects matches authenticated user",
+            both.to_vec(),
+            user("foobar", &["system:authenticated"]),
+            "default",
+            Some(0),
+        ),
+        (
+            "binding to all authenticated and unauthenticated subjects matches anonymous user",
+            both.to_vec(),
+            user("system:anonymous", &["system:unauthenticated"]),
+            "default",
+            Some(1),
+        ),
+    ];
+    for (name, subjects, u, ns, want) in cases {
+        assert_eq!(first(&subjects, &u, ns), want, "{name}");
+    }
+}
