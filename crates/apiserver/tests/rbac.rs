@@ -1200,7 +1200,9 @@ fn upstream_applies_to_cases() {
         Subject::group("system:authenticated"),
         Subject::group("system:unauthenticated"),
     ];
-    let cases: Vec<(&str, Vec<Subject>, UserInfo, &str, Option<usize>)> = vec![
+    /// Name, subjects, user, namespace, index of the first subject that applies.
+    type Case<'a> = (&'a str, Vec<Subject>, UserInfo, &'a str, Option<usize>);
+    let cases: Vec<Case> = vec![
         (
             "single subject that matches username",
             vec![Subject::user("foobar")],
