@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -135,25 +136,42 @@ impl WatchCache {
     }
 }
 
+fn watch_request(after: i64) -> WatchCreateRequest {
+    WatchCreateRequest {
+        key: b"/registry/".to_vec(),
+        range_end: prefix_end("/registry/"),
+        start_revision: after + 1,
+        prev_kv: true,
+        ..Default::default()
+    }
+}
+
+/// Follows the store until the cache is dropped, re-establishing the store watch when it ends.
 async fn follow(cache: std::sync::Weak<WatchCache>, store: DynStore, mut rev: i64) {
-    loop {
-        let req = WatchCreateRequest {
-            key: b"/registry/".to_vec(),
-            range_end: prefix_end("/registry/"),
-            start_revision: rev + 1,
-            prev_kv: true,
-            ..Default::default()
-        };
-        let mut stream = match store.watch(req).await {
+    const IDLE_CHECK: Duration = Duration::from_secs(5);
+    while cache.strong_count() > 0 {
+        let mut stream = match store.watch(watch_request(rev)).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "watch cache: store watch failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
-        while let Some(item) = stream.next().await {
-            let Some(cache) = cache.upgrade() else { return };
+        loop {
+            let item = tokio::select! {
+                item = stream.next() => item,
+                // Notices a dropped cache even while the store is quiet.
+                _ = tokio::time::sleep(IDLE_CHECK) => {
+                    if cache.strong_count() == 0 {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let (Some(item), Some(cache)) = (item, cache.upgrade()) else {
+                break;
+            };
             match item {
                 Ok(resp) if resp.canceled => {
                     tracing::warn!(
@@ -165,11 +183,9 @@ async fn follow(cache: std::sync::Weak<WatchCache>, store: DynStore, mut rev: i6
                     break;
                 }
                 Ok(resp) => {
-                    for ev in &resp.events {
-                        if let Some(ce) = decode_event(ev) {
-                            rev = rev.max(ce.revision);
-                            cache.push(ce);
-                        }
+                    for ce in resp.events.iter().filter_map(decode_event) {
+                        rev = rev.max(ce.revision);
+                        cache.push(ce);
                     }
                 }
                 Err(e) => {
@@ -178,10 +194,7 @@ async fn follow(cache: std::sync::Weak<WatchCache>, store: DynStore, mut rev: i6
                 }
             }
         }
-        if cache.strong_count() == 0 {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
