@@ -1254,6 +1254,105 @@ async fn random_ops(r: &mut Run<'_>) {
     r.collect_all("history", w).await;
 }
 
+/// Random writes mixed with leases: grants, puts attached to them, keep-alives, revokes (whose
+/// deletions land in one revision), nested and multi-op transactions, then the full history.
+async fn random_leases(r: &mut Run<'_>) {
+    let mut rng = Lcg(0x0065_7463_6421);
+    let key = |rng: &mut Lcg| format!("k{}", rng.below(8));
+    let mut leases: Vec<i64> = Vec::new();
+    for step in 0..150 {
+        let k = key(&mut rng);
+        match rng.below(8) {
+            0 if leases.len() < 4 => {
+                let id = r.grant(&format!("{step} grant"), 60, 0).await;
+                leases.push(id);
+            }
+            0 | 1 if !leases.is_empty() => {
+                let l = leases[rng.below(leases.len() as u64) as usize];
+                let req = PutRequest {
+                    key: r.k(&k),
+                    value: format!("l{step}").into_bytes(),
+                    lease: l,
+                    prev_kv: true,
+                    ..Default::default()
+                };
+                r.put_req(&format!("{step} put {k} with lease"), req).await;
+            }
+            2 if !leases.is_empty() => {
+                let l = leases.remove(rng.below(leases.len() as u64) as usize);
+                let out = match r.s.lease_revoke(LeaseRevokeRequest { id: l }).await {
+                    Ok(resp) => r.header(&resp.header),
+                    Err(e) => r.err(&e),
+                };
+                r.rec(&format!("{step} revoke"), out);
+            }
+            3 => {
+                let (a, b) = (key(&mut rng), key(&mut rng));
+                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                let nested = TxnRequest {
+                    compare: vec![cmp(
+                        r.k(&k),
+                        CompareResult::Greater,
+                        TargetUnion::Version(0),
+                    )],
+                    success: vec![del_op(r.k(&lo), r.k(&hi))],
+                    failure: vec![put_op(r.k(&k), &format!("n{step}"), 0)],
+                };
+                let req = TxnRequest {
+                    compare: vec![cmp(
+                        r.k(&lo),
+                        CompareResult::NotEqual,
+                        TargetUnion::Value(b"x".to_vec()),
+                    )],
+                    success: vec![
+                        RequestOp {
+                            request: Some(Request::RequestTxn(nested)),
+                        },
+                        range_op(r.k(""), r.end("")),
+                    ],
+                    failure: vec![range_op(r.k(&lo), r.k(&hi))],
+                };
+                r.txn(&format!("{step} nested txn {lo}..{hi}"), req).await;
+            }
+            4 => {
+                let l = leases.first().copied().unwrap_or(0x0bad);
+                r.time_to_live(&format!("{step} ttl"), l, true).await;
+            }
+            _ => {
+                let req = PutRequest {
+                    key: r.k(&k),
+                    value: format!("v{step}").into_bytes(),
+                    ignore_lease: rng.below(3) == 0,
+                    ..Default::default()
+                };
+                r.put_req(&format!("{step} put {k}"), req).await;
+            }
+        }
+    }
+    for l in leases {
+        let _ = r.s.lease_revoke(LeaseRevokeRequest { id: l }).await;
+    }
+    let req = WatchCreateRequest {
+        key: r.k(""),
+        range_end: r.end(""),
+        start_revision: r.abs(1),
+        prev_kv: true,
+        ..Default::default()
+    };
+    let w = r.watch("history watch", req).await;
+    r.collect_all("history", w).await;
+    let (key, range_end) = (r.k(""), r.end(""));
+    r.range(
+        "final",
+        RangeRequest {
+            key,
+            range_end,
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
 type Scenario = for<'a, 'b> fn(&'a mut Run<'b>) -> futures::future::BoxFuture<'a, ()>;
 
 fn scenarios() -> Vec<(&'static str, Scenario)> {
@@ -1268,6 +1367,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         ("s08-lease-expiry", |r| Box::pin(lease_expiry(r))),
         ("s09-range-edges", |r| Box::pin(range_edges(r))),
         ("s10-random", |r| Box::pin(random_ops(r))),
+        ("s11-random-leases", |r| Box::pin(random_leases(r))),
     ]
 }
 
