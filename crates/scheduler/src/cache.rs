@@ -29,14 +29,7 @@ pub struct PodInfo {
 
 impl PodInfo {
     pub fn new(pod: Arc<Pod>) -> PodInfo {
-        let (requests, non_zero, ports) = match &pod.spec {
-            Some(spec) => (
-                requests::pod_requests(spec, Mode::Exact),
-                requests::pod_requests(spec, Mode::NonZero),
-                ports::host_ports(spec),
-            ),
-            None => Default::default(),
-        };
+        let (requests, non_zero, ports) = amounts(&pod);
         let has_affinity = interpod::has_pod_affinity(&pod);
         PodInfo {
             pod,
@@ -45,6 +38,18 @@ impl PodInfo {
             ports,
             has_affinity,
         }
+    }
+}
+
+/// What a pod holds on its node: exact requests, requests with scoring defaults, host ports.
+pub fn amounts(pod: &Pod) -> (Resources, Resources, Vec<HostPort>) {
+    match &pod.spec {
+        Some(spec) => (
+            requests::pod_requests(spec, Mode::Exact),
+            requests::pod_requests(spec, Mode::NonZero),
+            ports::host_ports(spec),
+        ),
+        None => Default::default(),
     }
 }
 

@@ -94,11 +94,20 @@ impl Elector {
         }
         let mut next = lease;
         next.spec = Some(self.spec_after(&spec, mine));
-        match self
+        let written = self
             .api
             .replace(&self.cfg.name, &PostParams::default(), &next)
-            .await
-        {
+            .await;
+        self.held_after_write(written, now)
+    }
+
+    /// A write of the lease succeeded (we hold it) or lost a race (409: someone else does).
+    fn held_after_write(
+        &mut self,
+        written: Result<Lease, kube::Error>,
+        now: Instant,
+    ) -> Result<bool, kube::Error> {
+        match written {
             Ok(written) => {
                 let spec = written.spec.unwrap_or_default();
                 self.observed = Some((Record::of(&spec), now));
@@ -164,15 +173,8 @@ impl Elector {
             },
             spec: Some(self.spec_after(&LeaseSpec::default(), false)),
         };
-        match self.api.create(&PostParams::default(), &lease).await {
-            Ok(written) => {
-                let spec = written.spec.unwrap_or_default();
-                self.observed = Some((Record::of(&spec), now));
-                Ok(true)
-            }
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-            Err(e) => Err(e),
-        }
+        let written = self.api.create(&PostParams::default(), &lease).await;
+        self.held_after_write(written, now)
     }
 }
 

@@ -14,12 +14,12 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use rand::Rng;
 
-use crate::cache::{NodeInfo, Snapshot};
+use crate::cache::{self, NodeInfo, Snapshot};
 use crate::plugins::{
     interpod, node_affinity, node_name, ports, resources, spread, taints, unschedulable, Code,
     Filtered, Rejection,
 };
-use crate::requests::{self, Mode, Resources};
+use crate::requests::Resources;
 
 /// Score weights of upstream's default profile.
 const WEIGHT_TAINTS: i64 = 3;
@@ -45,14 +45,7 @@ pub struct PodContext<'a> {
 
 impl<'a> PodContext<'a> {
     pub fn new(pod: &'a Pod, snapshot: &Snapshot) -> PodContext<'a> {
-        let (request, non_zero, host_ports) = match &pod.spec {
-            Some(spec) => (
-                requests::pod_requests(spec, Mode::Exact),
-                requests::pod_requests(spec, Mode::NonZero),
-                ports::host_ports(spec),
-            ),
-            None => Default::default(),
-        };
+        let (request, non_zero, host_ports) = cache::amounts(pod);
         PodContext {
             pod,
             request,

@@ -131,6 +131,7 @@ mod tests {
         ] {
             assert_eq!(value(&q(s)), 0, "{s}");
         }
-        assert_eq!(value(&q("1E")), i64::MAX.min(1_000_000_000_000_000_000));
+        assert_eq!(value(&q("1E")), 1_000_000_000_000_000_000);
+        assert_eq!(value(&q("100E")), i64::MAX);
     }
 }

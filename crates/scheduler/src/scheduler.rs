@@ -194,20 +194,30 @@ async fn session(client: Client, config: &Config, identity: &str) {
         scheduler_name: config.scheduler_name.clone(),
     });
     tokio::select! {
-        _ = watch_nodes(&shared) => {}
-        _ = watch_pods(&shared) => {}
+        _ = watch_all(&shared, on_node) => {}
+        _ = watch_all(&shared, on_pod) => {}
         _ = schedule_loop(&shared) => {}
     }
 }
 
-async fn watch_nodes(shared: &Shared) {
-    let api: Api<Node> = Api::all(shared.client.clone());
+/// Feeds every event of a cluster-wide watch of `K` to `handle`, retrying with backoff.
+async fn watch_all<K, H>(shared: &Shared, handle: H)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+    H: Fn(&Shared, Event<K>),
+{
+    let api: Api<K> = Api::all(shared.client.clone());
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream.into_stream());
     while let Some(ev) = stream.next().await {
         match ev {
-            Ok(ev) => on_node(shared, ev),
-            Err(e) => tracing::warn!(error = %e, "node watch failed; retrying"),
+            Ok(ev) => handle(shared, ev),
+            Err(e) => tracing::warn!(error = %e, kind = %K::kind(&()), "watch failed; retrying"),
         }
     }
 }
@@ -234,18 +244,6 @@ fn on_node(shared: &Shared, ev: Event<Node>) {
     }
     drop(s);
     shared.wake.notify_one();
-}
-
-async fn watch_pods(shared: &Shared) {
-    let api: Api<Pod> = Api::all(shared.client.clone());
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
-    let mut stream = std::pin::pin!(stream.into_stream());
-    while let Some(ev) = stream.next().await {
-        match ev {
-            Ok(ev) => on_pod(shared, ev),
-            Err(e) => tracing::warn!(error = %e, "pod watch failed; retrying"),
-        }
-    }
 }
 
 fn on_pod(shared: &Shared, ev: Event<Pod>) {
