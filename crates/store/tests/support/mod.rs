@@ -124,7 +124,24 @@ impl EtcdProcess {
         Self::start_in(pki, tempfile::tempdir().expect("temp dir"))
     }
 
+    /// Starts etcd on free ports; if another process takes a port between the check and etcd's
+    /// bind (etcd then exits), tries again with new ones.
     pub fn start_in(pki: &Pki, data: TempDir) -> EtcdProcess {
+        for _ in 0..5 {
+            // A failed attempt must not leave a half-bootstrapped member behind.
+            let _ = std::fs::remove_dir_all(data.path().join("member"));
+            if let Some((child, endpoint)) = Self::try_start(pki, &data) {
+                return EtcdProcess {
+                    child,
+                    endpoint,
+                    data,
+                };
+            }
+        }
+        panic!("etcd did not start (is the Debian package etcd-server installed?)");
+    }
+
+    fn try_start(pki: &Pki, data: &TempDir) -> Option<(ChildGuard, String)> {
         let (client, peer) = (free_port(), free_port());
         let client_url = format!("https://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
@@ -149,11 +166,21 @@ impl EtcdProcess {
             .stderr(Stdio::null())
             .spawn()
             .expect("start etcd (Debian package etcd-server)");
-        EtcdProcess {
-            child: ChildGuard(child),
-            endpoint: format!("127.0.0.1:{client}"),
-            data,
+        let mut child = ChildGuard(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if !matches!(child.0.try_wait(), Ok(None)) {
+                return None;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", client)).is_ok() {
+                // The port may have answered for another process; ours fails its bind quickly.
+                std::thread::sleep(Duration::from_millis(300));
+                let alive = matches!(child.0.try_wait(), Ok(None));
+                return alive.then(|| (child, format!("127.0.0.1:{client}")));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        None
     }
 
     /// A backend for this etcd, once it answers.
