@@ -5,6 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
+use tokio::sync::watch;
+
 pub use ports::AuthorizationMode;
 
 #[derive(Debug, Clone)]
@@ -36,6 +38,9 @@ pub struct Config {
     pub service_cidr: String,
     pub node_port_range: RangeInclusive<u16>,
     pub authorization_mode: AuthorizationMode,
+    /// Mode changes to apply while serving (`krust enable rbac`), without restarting listeners;
+    /// the mode first received replaces `authorization_mode`.
+    pub authorization_updates: Option<watch::Receiver<AuthorizationMode>>,
     /// Largest request body accepted (upstream: 3 MiB).
     pub max_request_bytes: usize,
 }
@@ -57,6 +62,7 @@ impl Default for Config {
             service_cidr: "10.96.0.0/12".into(),
             node_port_range: 30000..=32767,
             authorization_mode: AuthorizationMode::AlwaysAllow,
+            authorization_updates: None,
             max_request_bytes: 3 * 1024 * 1024,
         }
     }

@@ -10,6 +10,7 @@ pub mod kinds;
 
 mod allocators;
 pub mod authn;
+pub mod authorization;
 pub mod authz;
 mod config;
 mod content;

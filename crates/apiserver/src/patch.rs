@@ -32,8 +32,13 @@ impl Patch {
         let mut new = old.clone();
         let explicit_rv = match self {
             Patch::Strategic(p) => {
-                new = crate::strategic::apply(old, p, gvk)
-                    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+                if !crate::strategic::supports(gvk) {
+                    // Upstream's answer for kinds without patch metadata (custom resources).
+                    return Err(ApiError::UnsupportedMediaType(
+                        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
+                    ));
+                }
+                new = crate::strategic::apply(old, p, gvk).map_err(strategic_error)?;
                 !p["metadata"]["resourceVersion"].is_null()
             }
             Patch::Merge(p) => {
@@ -66,6 +71,20 @@ impl Patch {
             ));
         }
         Ok(new)
+    }
+}
+
+/// A strategic patch failure with upstream's status: 400 for a malformed patch, 422 for content
+/// the format cannot express, 500 otherwise.
+fn strategic_error(e: crate::strategic::StrategicPatchError) -> ApiError {
+    let message = e.to_string();
+    match e.http_status() {
+        400 => ApiError::BadRequest(message),
+        422 => ApiError::Invalid(
+            Default::default(),
+            vec![crate::status::cause("FieldValueInvalid", "", message)],
+        ),
+        _ => ApiError::Internal(message),
     }
 }
 
@@ -103,6 +122,22 @@ mod tests {
             (c[0]["image"].as_str(), c[1]["image"].as_str()),
             (Some("x"), Some("z"))
         );
+    }
+
+    #[test]
+    fn strategic_refuses_kinds_without_metadata_and_maps_errors() {
+        let old = json!({"metadata": {"name": "x"}, "spec": {}});
+        let p = Patch::Strategic(json!({"spec": {"a": 1}}));
+        let crd = ("example.com", "v1", "Widget");
+        assert!(matches!(
+            p.apply(&old, crd),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
+        use crate::strategic::StrategicPatchError as E;
+        let code = |e: E| strategic_error(e).code().as_u16();
+        assert_eq!(code(E::BadJsonDoc), 400);
+        assert_eq!(code(E::ListOfLists), 422);
+        assert_eq!(code(E::Table("x".into())), 500);
     }
 
     #[test]

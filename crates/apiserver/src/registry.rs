@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::allocators::Allocators;
+use crate::authn::UserInfo;
+use crate::authorization::{self, Switch};
 use crate::conversion::{from_storage, to_storage};
 use crate::kinds::{self, Cause};
 use crate::metadata::{self, has_finalizers};
@@ -23,12 +25,18 @@ use crate::watch_cache::WatchCache;
 /// How often a write retries when its read went stale under it (not the caller's precondition).
 const RETRIES: usize = 8;
 
+#[derive(Clone)]
 pub struct Registry {
     pub store: DynStore,
     pub cache: Arc<WatchCache>,
     pub allocators: Arc<Allocators>,
     /// Names of namespaces that entered Terminating; the namespace finalizer empties them.
     pub terminating: mpsc::UnboundedSender<String>,
+    /// The server's authorizer, for the RBAC escalation checks on writes.
+    pub authorization: Arc<Switch>,
+    /// Who writes through this registry: a client's request ([`Registry::acting_for`]), or
+    /// `None` for the server's own writes (bootstrap, finalizer, aggregation), never checked.
+    pub requester: Option<UserInfo>,
 }
 
 /// Options of a DELETE (query and `DeleteOptions` body).
@@ -103,6 +111,22 @@ pub fn check_type(
 }
 
 impl Registry {
+    /// This registry, writing on behalf of `user` (a per-request view; clones only handles).
+    pub fn acting_for(&self, user: &UserInfo) -> Registry {
+        Registry {
+            requester: Some(user.clone()),
+            ..self.clone()
+        }
+    }
+
+    /// The RBAC escalation checks, for a client's write of a Role, ClusterRole or binding.
+    fn check_authority(&self, res: &Resource, new: &Value, old: Option<&Value>) -> ApiResult<()> {
+        match &self.requester {
+            Some(user) => authorization::check_write(&self.authorization, user, res, new, old),
+            None => Ok(()),
+        }
+    }
+
     pub async fn get(&self, res: &Resource, ns: Option<&str>, name: &str) -> ApiResult<Value> {
         Ok(from_storage(res, self.get_stored(res, ns, name).await?.obj))
     }
@@ -180,6 +204,7 @@ impl Registry {
         if !causes.is_empty() {
             return Err(invalid(res, &name, causes));
         }
+        self.check_authority(res, &obj, None)?;
         if let (true, Some(ns)) = (res.namespaced, ns) {
             self.check_namespace(res, ns, &name).await?;
         }
@@ -261,6 +286,7 @@ impl Registry {
         if !causes.is_empty() {
             return Err(invalid(res, name, causes));
         }
+        self.check_authority(res, &new, Some(old))?;
         strategy::reallocate(res, &self.allocators, &mut new, old)
             .map_err(|c| invalid(res, name, c))?;
         let stored_new = to_storage(res, new);

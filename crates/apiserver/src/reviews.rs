@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::authn::UserInfo;
 use crate::authz::{Attributes, Decision};
+use crate::config::AuthorizationMode;
 use crate::content::{self, Output};
 use crate::rest::Call;
 use crate::status::ApiResult;
@@ -19,7 +20,7 @@ pub async fn create(call: &Call<'_>) -> ApiResult<Response> {
     let status = match res.kind {
         "TokenReview" => token_review(call, &obj),
         "SelfSubjectReview" => json!({"userInfo": user_json(call.user)}),
-        "SelfSubjectRulesReview" => rules_review(),
+        "SelfSubjectRulesReview" => rules_review(call, &obj),
         _ => access_review(call, &obj).await,
     };
     obj["status"] = status;
@@ -97,11 +98,21 @@ async fn access_review(call: &Call<'_>, obj: &Value) -> Value {
     }
 }
 
-/// AlwaysAllow's rules: everything. RBAC will list the real ones.
-fn rules_review() -> Value {
-    json!({
-        "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-        "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-        "incomplete": false,
-    })
+/// The rules the requester holds in `spec.namespace`: everything under AlwaysAllow, the RBAC
+/// rules under Node,RBAC (the Node authorizer, when it exists, adds nothing for non-nodes).
+fn rules_review(call: &Call<'_>, obj: &Value) -> Value {
+    let switch = &call.registry.authorization;
+    if switch.mode() == AuthorizationMode::AlwaysAllow {
+        return json!({
+            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            "incomplete": false,
+        });
+    }
+    let namespace = obj["spec"]["namespace"].as_str().unwrap_or("");
+    switch
+        .rbac()
+        .snapshot()
+        .rules_for(call.user, namespace)
+        .review_status()
 }

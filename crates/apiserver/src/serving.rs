@@ -19,15 +19,17 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::allocators::{Allocators, Cidr, CidrError};
 use crate::authn::{Authenticator, AuthnError, Credentials, UserInfo};
-use crate::authz::{AlwaysAllow, Attributes, Authorizer, Decision};
-use crate::config::{AuthorizationMode, Config};
+use crate::authorization::{self, Switch};
+use crate::authz::{Attributes, Authorizer, Decision};
+use crate::config::Config;
+use crate::rbac::RbacAuthorizer;
 use crate::metrics::{Metrics, RequestKind};
 use crate::registry::Registry;
 use crate::request::{self, Query};
@@ -89,6 +91,8 @@ pub struct Server {
     listener: TcpListener,
     insecure: Option<TcpListener>,
     finalizer: mpsc::UnboundedReceiver<String>,
+    /// The RBAC policy follower and the mode follower; stopped with the server.
+    background: Vec<JoinHandle<()>>,
 }
 
 /// Binds, bootstraps and serves until `shutdown` resolves.
@@ -135,19 +139,27 @@ impl Server {
             config.node_port_range.clone(),
         ));
         let (terminating, finalizer) = mpsc::unbounded_channel();
+        let rbac = Arc::new(RbacAuthorizer::default());
+        let switch = Arc::new(Switch::new(config.authorization_mode, rbac.clone()));
         let registry = Arc::new(Registry {
             store: store.clone(),
             cache,
             allocators,
             terminating,
+            authorization: switch.clone(),
+            requester: None,
         });
         namespaces::bootstrap(&registry, advertise, port)
             .await
             .map_err(ServeError::Bootstrap)?;
+        authorization::bootstrap::reconcile_all(&registry)
+            .await
+            .map_err(ServeError::Bootstrap)?;
+        let background = start_authorization(&registry, &switch, &config).await?;
         let app = Arc::new(App {
             registry,
             authn: Authenticator::from_config(&config)?,
-            authz: authorizer(config.authorization_mode),
+            authz: switch,
             metrics: Metrics::new(),
             server_address: SocketAddr::new(advertise, port).to_string(),
             store,
@@ -159,6 +171,7 @@ impl Server {
             listener,
             insecure,
             finalizer,
+            background,
         })
     }
 
@@ -204,6 +217,7 @@ impl Server {
             }
         }
         finalizer.abort();
+        self.background.iter().for_each(JoinHandle::abort);
         // Watches never end by themselves; give ordinary requests a moment, then cut the rest.
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             while conns.join_next().await.is_some() {}
@@ -222,11 +236,32 @@ fn advertise_default(bound: IpAddr) -> IpAddr {
     }
 }
 
-fn authorizer(mode: AuthorizationMode) -> Arc<dyn Authorizer> {
-    if mode != AuthorizationMode::AlwaysAllow {
-        tracing::warn!(%mode, "authorization mode not implemented yet; using AlwaysAllow");
+/// Loads the RBAC policy before the first request, then keeps it (and, when the caller can
+/// change it, the mode) current in the background.
+async fn start_authorization(
+    registry: &Arc<Registry>,
+    switch: &Arc<Switch>,
+    config: &Config,
+) -> Result<Vec<JoinHandle<()>>, ServeError> {
+    let revision = crate::storage::current_revision(&registry.store).await?;
+    let policy = authorization::policy_sync::load(registry, revision)
+        .await
+        .map_err(ServeError::Bootstrap)?;
+    switch.rbac().replace(policy);
+    // In memory now, so the first requests see `admin`/`edit`/`view` whole; the follower
+    // writes the same rules into the store.
+    switch.rbac().update(|p| p.aggregate());
+    let mut background = vec![tokio::spawn(authorization::policy_sync::run(
+        registry.clone(),
+        switch.rbac().clone(),
+    ))];
+    if let Some(updates) = config.authorization_updates.clone() {
+        background.push(tokio::spawn(authorization::follow_mode(
+            switch.clone(),
+            updates,
+        )));
     }
-    Arc::new(AlwaysAllow)
+    Ok(background)
 }
 
 async fn accept_optional(
@@ -397,8 +432,9 @@ async fn route(
         authorize(app, &user, &info, &path).await?;
         let (parts, body) = req.into_parts();
         let body = read_body(body, &parts.headers, app.max_body).await?;
+        let registry = app.registry.acting_for(&user);
         let call = Call {
-            registry: &app.registry,
+            registry: &registry,
             user: &user,
             authn: &app.authn,
             authz: app.authz.as_ref(),

@@ -1,0 +1,140 @@
+//! The API server's authorization as it runs: which mode is on (switchable while serving, for
+//! `krust enable rbac`), the `Node,RBAC` chain, and keeping the RBAC policy in step with the store.
+//!
+//! - [`Switch`]: the one [`Authorizer`] every request goes through; AlwaysAllow or Node,RBAC,
+//!   changed at run time without touching the listeners.
+//! - [`policy_sync`]: loads the RBAC objects at start, follows the watch cache, and writes
+//!   ClusterRole aggregation back to the store.
+//! - [`bootstrap`]: reconciles upstream's default roles and bindings at start (in every mode,
+//!   as upstream, so that switching to RBAC later finds them).
+//! - [`check_write`]: the escalation checks on writes of the four RBAC kinds (RBAC mode only).
+
+pub mod bootstrap;
+pub mod policy_sync;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::authn::UserInfo;
+use crate::authz::{Attributes, Authorizer, Decision};
+use crate::config::AuthorizationMode;
+use crate::rbac::{escalation, Kind, RbacAuthorizer, RbacDecision};
+use crate::resources::Resource;
+use crate::status::{ApiError, ApiResult, Subject};
+
+/// The authorizer of a running API server: one mode at a time, switchable while serving.
+/// The RBAC policy is kept current in every mode, so switching is instant.
+pub struct Switch {
+    rbac_on: AtomicBool,
+    rbac: Arc<RbacAuthorizer>,
+}
+
+impl Switch {
+    pub fn new(mode: AuthorizationMode, rbac: Arc<RbacAuthorizer>) -> Self {
+        Switch {
+            rbac_on: AtomicBool::new(mode == AuthorizationMode::NodeRbac),
+            rbac,
+        }
+    }
+
+    pub fn mode(&self) -> AuthorizationMode {
+        match self.rbac_on.load(Ordering::Acquire) {
+            true => AuthorizationMode::NodeRbac,
+            false => AuthorizationMode::AlwaysAllow,
+        }
+    }
+
+    pub fn set_mode(&self, mode: AuthorizationMode) {
+        let previous = self.mode();
+        self.rbac_on
+            .store(mode == AuthorizationMode::NodeRbac, Ordering::Release);
+        if previous != mode {
+            tracing::info!(from = %previous, to = %mode, "authorization mode switched");
+        }
+    }
+
+    pub fn rbac(&self) -> &Arc<RbacAuthorizer> {
+        &self.rbac
+    }
+
+    /// Upstream's union authorizer over `Node,RBAC`: the first Allow wins; otherwise the
+    /// non-empty reasons, joined by a newline, go into the 403.
+    fn node_rbac(&self, attrs: &Attributes) -> Decision {
+        let mut reasons = Vec::new();
+        for decision in [node_authorizer(attrs), self.rbac.decide(attrs)] {
+            match decision {
+                RbacDecision::Allow(_) => return Decision::Allow,
+                RbacDecision::NoOpinion(reason) if !reason.is_empty() => reasons.push(reason),
+                RbacDecision::NoOpinion(_) => {}
+            }
+        }
+        Decision::Deny(reasons.join("\n"))
+    }
+}
+
+/// The Node authorizer's place in the chain. There is none yet (issue 6 item 2): it has no
+/// opinion, so kubelets are authorized by RBAC alone (and `system:node` is bound to no one).
+fn node_authorizer(_attrs: &Attributes) -> RbacDecision {
+    RbacDecision::NoOpinion(String::new())
+}
+
+#[async_trait]
+impl Authorizer for Switch {
+    async fn authorize(&self, attrs: &Attributes) -> Decision {
+        match self.mode() {
+            AuthorizationMode::AlwaysAllow => Decision::Allow,
+            AuthorizationMode::NodeRbac => self.node_rbac(attrs),
+        }
+    }
+}
+
+/// Applies every mode sent on `updates` until the sender goes away.
+pub async fn follow_mode(switch: Arc<Switch>, mut updates: watch::Receiver<AuthorizationMode>) {
+    loop {
+        let mode = *updates.borrow_and_update();
+        switch.set_mode(mode);
+        if updates.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Upstream's escalation checks on a create (`old` = None) or update of a Role, ClusterRole,
+/// RoleBinding or ClusterRoleBinding by `user`. Only in RBAC mode: under AlwaysAllow everyone
+/// may do everything anyway, as upstream.
+pub fn check_write(
+    switch: &Switch,
+    user: &UserInfo,
+    res: &Resource,
+    new: &Value,
+    old: Option<&Value>,
+) -> ApiResult<()> {
+    let Some(kind) = rbac_kind(res) else {
+        return Ok(());
+    };
+    if switch.mode() != AuthorizationMode::NodeRbac {
+        return Ok(());
+    }
+    let mut typed = new.clone();
+    crate::conversion::set_type(res, &mut typed);
+    let policy = switch.rbac.snapshot();
+    let checked = match kind.is_binding() {
+        true => escalation::check_binding_write(&policy, user, &typed, old),
+        false => escalation::check_role_write(&policy, user, &typed, old),
+    };
+    checked.map_err(|e| {
+        let message = e.to_string();
+        ApiError::Forbidden(Subject::new(res.group, e.resource, &e.name), message)
+    })
+}
+
+/// The RBAC kind a resource holds, if it is one of the four.
+pub fn rbac_kind(res: &Resource) -> Option<Kind> {
+    (res.group == crate::rbac::objects::GROUP)
+        .then(|| Kind::from_name(res.kind))
+        .flatten()
+}
