@@ -778,3 +778,52 @@ async fn preallocated_segments_recover_and_torn_writes_in_them_are_cut() {
     assert_eq!(s.revision(), 301);
     assert_eq!(get(&*s, key("k29")).await.kvs[0].version, 10);
 }
+
+#[tokio::test]
+async fn watch_from_compaction_revision_is_the_same_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EngineOptions {
+        snapshot_min_log_bytes: 1,
+        snapshot_log_ratio: 1,
+        ..Default::default()
+    };
+    let watch_from = |s: Arc<Engine>, rev: i64| async move {
+        let req = WatchCreateRequest {
+            key: "w".into(),
+            range_end: "x".into(),
+            start_revision: rev,
+            ..Default::default()
+        };
+        let mut w = s.watch(req).await.unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(5), w.next()).await;
+        let events = resp.unwrap().unwrap().unwrap().events;
+        events
+            .iter()
+            .map(|e| (e.r#type, e.kv.as_ref().unwrap().mod_revision))
+            .collect::<Vec<_>>()
+    };
+    let before = {
+        let s = Engine::open(dir.path(), opts.clone()).await.unwrap();
+        put(&*s, "w1", "a").await; // 2
+        put(&*s, "w2", "b").await; // 3
+        s.compact(CompactionRequest {
+            revision: 3,
+            physical: true,
+        })
+        .await
+        .unwrap();
+        put(&*s, "w1", "c").await; // 4: the writer snapshots after this batch
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        watch_from(s, 3).await
+    };
+    assert_eq!(
+        before,
+        vec![(EventType::Put as i32, 3), (EventType::Put as i32, 4)]
+    );
+    let snaps = std::fs::read_dir(dir.path()).unwrap();
+    assert!(snaps
+        .map(|e| e.unwrap().file_name())
+        .any(|n| n.to_string_lossy().ends_with(".snap")));
+    let s = Engine::open(dir.path(), opts).await.unwrap();
+    assert_eq!(watch_from(s, 3).await, before);
+}

@@ -50,6 +50,9 @@ pub(crate) struct Entry {
     /// Snapshot only: the last frame, carrying the current revision.
     #[prost(int64, tag = "7")]
     pub end_rev: i64,
+    /// Snapshot only: the changes at the base revision, for the watch history (already applied).
+    #[prost(bool, tag = "8")]
+    pub history_only: bool,
 }
 
 impl Entry {

@@ -223,6 +223,24 @@ impl Mvcc {
         });
     }
 
+    /// Restores the changes made at a snapshot's base revision into the watch history only
+    /// (their values are already in the base), so that a watch from the compaction revision
+    /// sees the same events after a restart as before.
+    pub fn restore_history(&mut self, rev: i64, changes: Vec<(KeyValue, bool)>) {
+        let changes = changes
+            .into_iter()
+            .map(|(kv, deleted)| Change {
+                kv: Arc::new(kv),
+                prev: None,
+                deleted,
+            })
+            .collect();
+        self.history.push_back(RevChanges {
+            rev,
+            changes: Arc::new(changes),
+        });
+    }
+
     /// Sets the revision counters after a restore.
     pub fn restore_revisions(&mut self, current: i64, compacted: i64) {
         self.current = self.current.max(current);
@@ -292,7 +310,7 @@ impl Mvcc {
         let history = self
             .history
             .iter()
-            .filter(|h| h.rev > floor)
+            .filter(|h| h.rev >= floor)
             .cloned()
             .collect();
         (floor, base, history)

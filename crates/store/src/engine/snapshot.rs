@@ -160,7 +160,14 @@ fn write_snapshot(dir: &Path, seq: u64, img: &Image) -> std::io::Result<u64> {
         )?;
     }
     for rc in &img.history {
-        put(Entry::commit(rc), &mut out)?;
+        let history_only = rc.rev <= img.floor;
+        put(
+            Entry {
+                history_only,
+                ..Entry::commit(rc)
+            },
+            &mut out,
+        )?;
     }
     put(
         Entry {
@@ -283,6 +290,12 @@ fn load_snapshot(path: &Path, state: &mut State) -> Result<u64, StoreError> {
             state.mvcc.restore_revisions(e.end_rev, 0);
         } else if !e.base.is_empty() {
             e.base.into_iter().for_each(|kv| state.restore_base(kv));
+        } else if e.history_only {
+            let changes = e.changes.into_iter();
+            let changes = changes
+                .map(|c| (c.kv.unwrap_or_default(), c.deleted))
+                .collect();
+            state.mvcc.restore_history(e.rev, changes);
         } else {
             state.replay(e)?;
         }

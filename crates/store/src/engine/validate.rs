@@ -116,47 +116,50 @@ fn check_delete(r: &DeleteRangeRequest) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Keys a list of ops writes: put keys and deleted ranges. Like etcd, two puts of one key, or a
-/// put inside a deleted range, in the same branch are an error; deletes may overlap each other.
-/// A nested txn contributes both of its branches (each checked on its own).
+/// Keys a list of ops writes: put keys and deleted ranges, checked as etcd's `checkIntervals`
+/// does: this level's deletes first; then each nested txn's puts (from both branches, which may
+/// share keys since only one runs) against the puts and deletes gathered so far, after which its
+/// deletes join in; finally this level's puts. A put of a key already put, or inside a deleted
+/// range, is a duplicate; deletes may overlap each other.
 fn write_set(ops: &[RequestOp]) -> Result<(Vec<Vec<u8>>, Vec<KeyRange>), StoreError> {
-    let mut puts: Vec<Vec<u8>> = Vec::new();
-    let mut dels: Vec<KeyRange> = Vec::new();
     let dup = || invalid("etcdserver: duplicate key given in txn request");
+    let mut dels: Vec<KeyRange> = ops
+        .iter()
+        .filter_map(|op| match &op.request {
+            Some(Request::RequestDeleteRange(d)) => Some(KeyRange::new(&d.key, &d.range_end)),
+            _ => None,
+        })
+        .collect();
+    let mut puts: Vec<Vec<u8>> = Vec::new();
+    let deleted = |dels: &[KeyRange], k: &[u8]| dels.iter().any(|d| d.contains(k));
     for op in ops {
-        match &op.request {
-            Some(Request::RequestPut(p)) => {
-                if puts.contains(&p.key) {
-                    return Err(dup());
-                }
-                puts.push(p.key.clone());
+        let Some(Request::RequestTxn(t)) = &op.request else {
+            continue;
+        };
+        let (then_puts, then_dels) = write_set(&t.success)?;
+        let (else_puts, else_dels) = write_set(&t.failure)?;
+        for k in &then_puts {
+            if puts.contains(k) || deleted(&dels, k) {
+                return Err(dup());
             }
-            Some(Request::RequestDeleteRange(d)) => dels.push(KeyRange::new(&d.key, &d.range_end)),
-            Some(Request::RequestTxn(t)) => {
-                let (sp, sd) = write_set(&t.success)?;
-                let (fp, fd) = write_set(&t.failure)?;
-                // Only one branch runs, so the two may write the same key.
-                let mut nested = sp;
-                nested.extend(
-                    fp.into_iter()
-                        .filter(|k| !nested.contains(k))
-                        .collect::<Vec<_>>(),
-                );
-                for k in nested {
-                    if puts.contains(&k) {
-                        return Err(dup());
-                    }
-                    puts.push(k);
-                }
-                dels.extend(sd.into_iter().chain(fd));
-            }
-            _ => {}
+            puts.push(k.clone());
         }
+        for k in else_puts {
+            if (puts.contains(&k) && !then_puts.contains(&k)) || deleted(&dels, &k) {
+                return Err(dup());
+            }
+            puts.push(k);
+        }
+        dels.extend(then_dels.into_iter().chain(else_dels));
     }
-    for k in &puts {
-        if dels.iter().any(|d| d.contains(k)) {
+    for op in ops {
+        let Some(Request::RequestPut(p)) = &op.request else {
+            continue;
+        };
+        if puts.contains(&p.key) || deleted(&dels, &p.key) {
             return Err(dup());
         }
+        puts.push(p.key.clone());
     }
     Ok((puts, dels))
 }
