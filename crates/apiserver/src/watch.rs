@@ -82,7 +82,11 @@ pub async fn serve(call: &Call<'_>, output: Output) -> ApiResult<Response> {
         }
         listed.revision
     } else {
-        parse_rv(rv)?
+        match parse_rv(rv)? {
+            // sendInitialEvents=false without a resourceVersion: changes from now on.
+            0 => call.registry.cache.current_revision(),
+            after => after,
+        }
     };
     let timeout = q
         .timeout_seconds
