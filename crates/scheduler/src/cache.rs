@@ -106,7 +106,9 @@ impl NodeInfo {
             let info = self.pods.swap_remove(i);
             self.requested.subtract(&info.requests);
             self.non_zero_requested.subtract(&info.non_zero);
-            self.affinity_pods -= usize::from(info.has_affinity);
+            self.affinity_pods = self
+                .affinity_pods
+                .saturating_sub(usize::from(info.has_affinity));
         }
     }
 }

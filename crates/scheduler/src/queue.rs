@@ -118,7 +118,7 @@ impl Queue {
         if let Some(e) = self.entries.remove(key) {
             self.active.remove(&active_key(&e, key));
             if matches!(e.state, State::Unschedulable { .. }) {
-                self.parked -= 1;
+                self.parked = self.parked.saturating_sub(1);
             }
             if let Some(t) = deadline(e.state) {
                 self.waiting.remove(&(t, key.to_string()));
@@ -229,7 +229,7 @@ impl Queue {
             self.waiting.remove(&(t, key.to_string()));
         }
         if matches!(e.state, State::Unschedulable { .. }) {
-            self.parked -= 1;
+            self.parked = self.parked.saturating_sub(1);
         }
         if matches!(state, State::Unschedulable { .. }) {
             self.parked += 1;

@@ -171,16 +171,25 @@ impl Shared {
     }
 
     fn is_ours(&self, pod: &Pod) -> bool {
-        let name = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.scheduler_name.as_deref())
-            .unwrap_or("default-scheduler");
-        name == self.scheduler_name
-            && bound_node(pod).is_none()
-            && pod.metadata.deletion_timestamp.is_none()
-            && !is_terminal(pod)
+        pending_for(pod, &self.scheduler_name)
     }
+}
+
+/// Whether `pod` waits for the scheduler named `scheduler_name`: not bound, not being deleted,
+/// not finished, and without scheduling gates (upstream's PodSchedulingReadiness).
+fn pending_for(pod: &Pod, scheduler_name: &str) -> bool {
+    let spec = pod.spec.as_ref();
+    let name = spec
+        .and_then(|s| s.scheduler_name.as_deref())
+        .unwrap_or("default-scheduler");
+    let gated = spec
+        .and_then(|s| s.scheduling_gates.as_ref())
+        .is_some_and(|g| !g.is_empty());
+    name == scheduler_name
+        && !gated
+        && bound_node(pod).is_none()
+        && pod.metadata.deletion_timestamp.is_none()
+        && !is_terminal(pod)
 }
 
 /// Watches, queue and scheduling loop, until dropped.
@@ -397,7 +406,10 @@ async fn bind(shared: &Shared, pod: &Pod, node: &str, started: Instant) {
                     // Deleted, recreated or bound by someone else: the watch tells the rest.
                     s.queue.done(&key);
                 } else {
-                    s.queue.retry(&key, Instant::now());
+                    // An update seen while the pod was assumed took it out of the queue.
+                    let now = Instant::now();
+                    s.queue.add_or_update(Arc::new(pod.clone()), now);
+                    s.queue.retry(&key, now);
                 }
             }
             shared.wake.notify_one();
@@ -460,6 +472,22 @@ async fn evict(shared: &Shared, pod: &Pod, c: &preemption::Candidate) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::testing::{pod, PodExt};
+
+    #[test]
+    fn pending_pods_are_unbound_ungated_and_ours() {
+        let p = pod("p", "", "");
+        assert!(pending_for(&p, "default-scheduler"));
+        assert!(!pending_for(&p, "other"));
+        assert!(!pending_for(&p.clone().on("n1"), "default-scheduler"));
+        let mut gated = p.clone();
+        gated.spec_mut().scheduling_gates = Some(vec![Default::default()]);
+        assert!(!pending_for(&gated, "default-scheduler"));
+        let mut mine = p.clone();
+        mine.spec_mut().scheduler_name = Some("other".into());
+        assert!(pending_for(&mine, "other"));
+    }
 
     #[test]
     fn identities_are_unique() {
