@@ -43,6 +43,8 @@ impl Cluster {
             token_file: Some(paths.known_tokens.clone()),
             service_account_keys: vec![paths.service_account_pub.clone()],
             service_cidr: "10.152.183.0/24".into(),
+            // Upstream's bootstrap policy: the scheduler works with system:kube-scheduler's rights.
+            authorization_mode: apiserver::AuthorizationMode::NodeRbac,
             ..apiserver::Config::default()
         };
         let server = apiserver::Server::bind(config, store::engine::Engine::in_memory())
