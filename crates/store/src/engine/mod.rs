@@ -230,7 +230,10 @@ impl Store for Engine {
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
         self.limits.range(&req)?;
         let state = self.core.read();
-        ops::range(&state.mvcc, &req, state.durable)
+        let selection = ops::select(&state.mvcc, &req, state.durable)?;
+        // Copy values only after releasing the lock, so that big lists do not stall the writer.
+        drop(state);
+        Ok(selection.into_response(&req))
     }
 
     async fn put(&self, req: PutRequest) -> Result<PutResponse, StoreError> {

@@ -451,6 +451,46 @@ pub(crate) fn check_range_rev(mvcc: &Mvcc, r: &RangeRequest, view: i64) -> Resul
 
 /// etcd's Range: `view` is the newest revision the caller may see (and the header's revision).
 pub(crate) fn range(mvcc: &Mvcc, r: &RangeRequest, view: i64) -> Result<RangeResponse, StoreError> {
+    Ok(select(mvcc, r, view)?.into_response(r))
+}
+
+/// A range's result as shared references: cheap to take under the state lock; the copying into
+/// the response happens after the lock is released (see [`Selection::into_response`]).
+pub(crate) struct Selection {
+    view: i64,
+    kvs: Vec<Arc<KeyValue>>,
+    more: bool,
+    count: i64,
+}
+
+impl Selection {
+    pub fn into_response(self, r: &RangeRequest) -> RangeResponse {
+        let kvs = self
+            .kvs
+            .into_iter()
+            .map(|kv| {
+                if r.keys_only {
+                    KeyValue {
+                        value: Vec::new(),
+                        key: kv.key.clone(),
+                        ..*kv
+                    }
+                } else {
+                    (*kv).clone()
+                }
+            })
+            .collect();
+        RangeResponse {
+            header: header(self.view),
+            kvs,
+            more: self.more,
+            count: self.count,
+        }
+    }
+}
+
+/// etcd's Range without the copying: `view` is the newest revision the caller may see.
+pub(crate) fn select(mvcc: &Mvcc, r: &RangeRequest, view: i64) -> Result<Selection, StoreError> {
     let rev = check_range_rev(mvcc, r, view)?;
     let order = SortOrder::try_from(r.sort_order).unwrap_or(SortOrder::None);
     let target = SortTarget::try_from(r.sort_target).unwrap_or(SortTarget::Key);
@@ -480,18 +520,8 @@ pub(crate) fn range(mvcc: &Mvcc, r: &RangeRequest, view: i64) -> Result<RangeRes
         kvs.truncate(r.limit as usize);
         more = true;
     }
-    let kvs = kvs
-        .into_iter()
-        .map(|kv| {
-            let mut kv = (*kv).clone();
-            if r.keys_only {
-                kv.value.clear();
-            }
-            kv
-        })
-        .collect();
-    Ok(RangeResponse {
-        header: header(view),
+    Ok(Selection {
+        view,
         kvs,
         more,
         count,
