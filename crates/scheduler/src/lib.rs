@@ -5,6 +5,16 @@
 //! the chosen node and binds it through `pods/{name}/binding` ([`binder`]), reporting with
 //! [`events`]. With leader election ([`leader`]) only the holder of the
 //! `kube-system/kube-scheduler` Lease schedules.
+//!
+//! Wiring: `krust server` builds a `kube::Client` from `credentials/scheduler.config` (client
+//! certificate CN=system:kube-scheduler, which upstream's bootstrap RBAC policy authorizes) and
+//! spawns `scheduler::run(client, Config { leader_election: true, ..Default::default() },
+//! shutdown)`; register [`Metrics`] in the registry its `/metrics` endpoint serves.
+//!
+//! Not done: volume filters (VolumeBinding, volume node affinity, volume limits), ImageLocality,
+//! system default topology spread constraints, `namespaceSelector` with requirements in pod
+//! affinity, PodDisruptionBudgets in preemption, counting nominated pods against their node,
+//! and multiple profiles (one scheduler name per `run`).
 
 pub mod binder;
 pub mod cache;
