@@ -23,7 +23,24 @@ pub struct Settings {
     pub node_name: String,
     #[serde(default)]
     pub basic_auth: bool,
+    /// Where a running server publishes mode changes to its API server (never saved): set by
+    /// `krust server`, so `krust enable rbac` switches the mode without restarting listeners.
+    #[serde(skip)]
+    pub live_authorization: Option<LiveAuthorization>,
 }
+
+/// The API server's end of the running server's authorization-mode channel.
+#[derive(Debug, Clone)]
+pub struct LiveAuthorization(pub tokio::sync::watch::Receiver<AuthorizationMode>);
+
+/// Settings compare by what is saved; the channel is plumbing, not a setting.
+impl PartialEq for LiveAuthorization {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for LiveAuthorization {}
 
 impl Settings {
     pub fn path(data_dir: &Path) -> PathBuf {
@@ -60,6 +77,7 @@ impl Settings {
             authorization_mode: profile.defaults().authorization_mode.to_string(),
             node_name: default_node_name(),
             basic_auth: false,
+            live_authorization: None,
         }
     }
 

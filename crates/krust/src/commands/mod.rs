@@ -4,6 +4,7 @@ mod config;
 mod kubectl;
 mod not_yet;
 mod ports;
+mod rbac;
 mod refresh_certs;
 mod status;
 
@@ -25,9 +26,8 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Config(args) => config::run(args),
         Command::RefreshCerts(args) => refresh_certs::run(args),
         Command::Agent(_) => not_yet::run("krust agent", "the node agent (kubelet)"),
-        Command::Enable { .. } | Command::Disable { .. } => {
-            not_yet::run("krust enable/disable", "RBAC authorization")
-        }
+        Command::Enable { feature } => rbac::run(&feature, true),
+        Command::Disable { feature } => rbac::run(&feature, false),
         Command::Images { .. } => not_yet::run("krust images", "the containerd integration"),
         Command::AddNode { .. } | Command::Join { .. } | Command::RemoveNode { .. } => {
             not_yet::run("krust add-node/join/remove-node", "the cluster agent")

@@ -60,7 +60,7 @@ fn not_started(data_dir: &std::path::Path) -> String {
     )
 }
 
-async fn admin_client(data_dir: &std::path::Path) -> Result<kube::Client> {
+pub(super) async fn admin_client(data_dir: &std::path::Path) -> Result<kube::Client> {
     let path = data_dir.join("credentials/client.config");
     if !path.exists() {
         bail!(not_started(data_dir));

@@ -27,6 +27,7 @@ pub fn config(settings: &Settings, map: &PortMap, paths: &pki::Paths) -> Result<
         service_cidr: defaults.service_cidr.to_string(),
         node_port_range: node_ports,
         authorization_mode: settings.authorization_mode(),
+        authorization_updates: settings.live_authorization.as_ref().map(|l| l.0.clone()),
         ..apiserver::Config::default()
     })
 }

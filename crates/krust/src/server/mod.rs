@@ -1,23 +1,28 @@
 //! `krust server`: one process that runs the control plane and stops it in order.
 //!
 //! Start order: settings → PKI → datastore → datastore endpoint → API server. SIGHUP (sent by
-//! `krust refresh-certs` and `krust enable rbac`) re-reads the PKI and settings and restarts the
-//! listeners in process: the store stays open, so nothing is lost. SIGTERM/SIGINT stop the
-//! listeners first, then close the store.
+//! `krust refresh-certs` and `krust enable/disable rbac`) re-reads the PKI and settings: a changed
+//! authorization mode goes to the running API server through a channel, with no restart; changed
+//! certificates restart the listeners in process (the store stays open, so nothing is lost).
+//! SIGTERM/SIGINT stop the listeners first, then close the store.
 
 mod apiserver;
 mod datastore;
 mod listeners;
 mod logging;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
+use ports::AuthorizationMode;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
 
 use crate::cli::ServerArgs;
 use crate::pidfile::PidFile;
-use crate::settings::Settings;
+use crate::settings::{LiveAuthorization, Settings};
 
 pub fn run(args: ServerArgs) -> Result<ExitCode> {
     let data_dir = args.data.data_dir.clone();
@@ -38,27 +43,71 @@ async fn serve(args: ServerArgs, mut settings: Settings) -> Result<()> {
     let store = datastore::open(&args, data_dir).await?;
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    let (mode, mode_updates) = watch::channel(settings.authorization_mode());
+    settings.live_authorization = Some(LiveAuthorization(mode_updates));
     loop {
+        let pki_at_start = pki_fingerprint(data_dir);
         let mut running = listeners::start(&settings, data_dir, store.clone()).await?;
         tracing::info!(profile = %settings.profile, "krust server is up");
-        tokio::select! {
-            _ = hangup.recv() => {
-                tracing::info!("SIGHUP: reloading certificates and settings");
-                running.stop().await;
-                // `krust enable rbac` rewrote the saved settings; keep the rest as started.
-                if let Some(saved) = Settings::load(data_dir)? {
-                    settings.authorization_mode = saved.authorization_mode;
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP: reloading certificates and settings");
+                    let switched = reload_mode(&mut settings, data_dir, &mode)?;
+                    ensure_pki(&settings, data_dir)?;
+                    // A mode change alone is applied in place: watches and requests carry on.
+                    if switched && pki_fingerprint(data_dir) == pki_at_start {
+                        continue;
+                    }
+                    running.stop().await;
+                    break;
                 }
-                ensure_pki(&settings, data_dir)?;
-            }
-            _ = terminate.recv() => return shut_down(running).await,
-            _ = tokio::signal::ctrl_c() => return shut_down(running).await,
-            failed = running.failed() => {
-                running.stop().await;
-                return Err(failed);
+                _ = terminate.recv() => return shut_down(running).await,
+                _ = tokio::signal::ctrl_c() => return shut_down(running).await,
+                failed = running.failed() => {
+                    running.stop().await;
+                    return Err(failed);
+                }
             }
         }
     }
+}
+
+/// Applies the authorization mode `krust enable/disable rbac` saved, if it changed; the rest of
+/// the settings stay as the server started. True when the mode changed.
+fn reload_mode(
+    settings: &mut Settings,
+    data_dir: &Path,
+    mode: &watch::Sender<AuthorizationMode>,
+) -> Result<bool> {
+    let Some(saved) = Settings::load(data_dir)? else {
+        return Ok(false);
+    };
+    if saved.authorization_mode == settings.authorization_mode {
+        return Ok(false);
+    }
+    settings.authorization_mode = saved.authorization_mode;
+    mode.send_replace(settings.authorization_mode());
+    tracing::info!(mode = %settings.authorization_mode(), "authorization mode changed");
+    Ok(true)
+}
+
+/// Size and modification time of every PKI file: a change means `krust refresh-certs` (or the
+/// renewal at reload) rewrote something, and the listeners must restart to serve it.
+fn pki_fingerprint(data_dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut files = Vec::new();
+    for dir in ["certs", "credentials"] {
+        let Ok(entries) = std::fs::read_dir(data_dir.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if let Ok(meta) = entry.metadata() {
+                files.push((entry.path(), meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 async fn shut_down(running: listeners::Running) -> Result<()> {
