@@ -1154,8 +1154,8 @@ impl Lcg {
 
 /// Random puts, deletes, transactions, historical ranges and compactions over a few keys, then
 /// the whole event history through a watch: any divergence in revision bookkeeping shows up.
-async fn random_ops(r: &mut Run<'_>) {
-    let mut rng = Lcg(0x006b_7275_7374);
+async fn random_ops(r: &mut Run<'_>, seed: u64) {
+    let mut rng = Lcg(seed);
     let key = |rng: &mut Lcg| format!("k{}", rng.below(6));
     let mut compacted = 0;
     for step in 0..250 {
@@ -1366,8 +1366,10 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         ("s07-leases", |r| Box::pin(leases(r))),
         ("s08-lease-expiry", |r| Box::pin(lease_expiry(r))),
         ("s09-range-edges", |r| Box::pin(range_edges(r))),
-        ("s10-random", |r| Box::pin(random_ops(r))),
+        ("s10-random", |r| Box::pin(random_ops(r, 0x006b_7275_7374))),
         ("s11-random-leases", |r| Box::pin(random_leases(r))),
+        ("s12-random", |r| Box::pin(random_ops(r, 0x5eed_0002))),
+        ("s13-random", |r| Box::pin(random_ops(r, 0x5eed_0003))),
     ]
 }
 
