@@ -827,3 +827,32 @@ async fn watch_from_compaction_revision_is_the_same_after_restart() {
     let s = Engine::open(dir.path(), opts).await.unwrap();
     assert_eq!(watch_from(s, 3).await, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Engine::open(dir.path(), EngineOptions::default())
+        .await
+        .unwrap();
+    let (writers, each) = (64, 40);
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for n in 0..each {
+                    put(&*s, &format!("g/{w}/{n}"), "v").await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (writes, appends) = (writers * each, s.log_appends());
+    eprintln!("{writes} writes, {appends} log appends (fsyncs)");
+    assert_eq!(s.revision(), 1 + writes as i64);
+    assert!(
+        appends * 4 <= writes,
+        "{writes} acknowledged writes took {appends} fsyncs: no group commit"
+    );
+}

@@ -11,7 +11,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -33,6 +33,8 @@ pub(crate) struct Core {
     /// The durable revision, for watchers to wait on.
     pub durable: watch::Sender<i64>,
     failed: AtomicBool,
+    /// Log appends (one write + one fdatasync each), to show that writers share them.
+    pub appends: AtomicU64,
 }
 
 impl Core {
@@ -42,6 +44,7 @@ impl Core {
             state: RwLock::new(state),
             durable: watch::channel(rev).0,
             failed: AtomicBool::new(false),
+            appends: AtomicU64::new(0),
         })
     }
 
@@ -226,6 +229,7 @@ impl Writer {
         for e in entries {
             encode_frame(e, &mut buf);
         }
+        self.core.appends.fetch_add(1, Ordering::Relaxed);
         self.segment.append(&buf, self.fsync)
     }
 }
