@@ -111,6 +111,23 @@ async fn rbac_denies_until_bound_and_answers_can_i() {
     let (ok, _, err) = as_user(&server, &jane, &["get", "pods", "-n", "default"]).await;
     assert!(!ok && err.contains(JANE_FORBIDDEN), "{err}");
     assert!(err.contains("(Forbidden)"), "{err}");
+    // system:public-info-viewer still lets anyone, even unauthenticated, probe health and version.
+    // (curl: kubectl would prompt for a password when given no credentials.)
+    let ca = server.file("ca.pem", &server.pki.ca_pem);
+    for path in ["/healthz", "/readyz", "/version"] {
+        let out = tokio::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--fail",
+                "--cacert",
+                &ca,
+                &format!("{}{path}", server.url()),
+            ])
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "anonymous {path}: {out:?}");
+    }
 
     server
         .ok(&[
@@ -357,7 +374,12 @@ async fn the_mode_switches_while_serving() {
     tx.send(AuthorizationMode::NodeRbac).unwrap();
     let (_, _, err) = eventually(&server, &jane, &["get", "pods", "-n", "default"], false).await;
     assert!(err.contains(JANE_FORBIDDEN), "{err}");
-    server.ok(&["get", "pods"]).await; // admin (system:masters) still can
+    // system:masters is allowed before RBAC is asked, so even a deleted cluster-admin binding
+    // leaves the admin able to repair the policy.
+    server
+        .ok(&["delete", "clusterrolebinding", "cluster-admin"])
+        .await;
+    server.ok(&["get", "pods"]).await;
     tx.send(AuthorizationMode::AlwaysAllow).unwrap();
     eventually(&server, &jane, &["get", "pods", "-n", "default"], true).await;
     server.stop().await;
