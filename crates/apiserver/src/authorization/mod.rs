@@ -142,3 +142,57 @@ pub fn rbac_kind(res: &Resource) -> Option<Kind> {
         .then(|| Kind::from_name(res.kind))
         .flatten()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rbac::{Object, Policy, RoleRef, Subject};
+
+    fn attrs(user: &str, groups: &[&str]) -> Attributes {
+        Attributes {
+            user: UserInfo {
+                name: user.into(),
+                uid: String::new(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+            },
+            verb: "list".into(),
+            resource_request: true,
+            api_group: String::new(),
+            api_version: "v1".into(),
+            resource: "pods".into(),
+            subresource: String::new(),
+            namespace: "default".into(),
+            name: String::new(),
+            path: "/api/v1/namespaces/default/pods".into(),
+        }
+    }
+
+    /// A policy whose only binding points at a missing role, so RBAC has a reason to give.
+    fn dangling() -> Arc<RbacAuthorizer> {
+        let mut policy = Policy::new();
+        let binding = serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "b"},
+            "roleRef": RoleRef::cluster_role("gone"),
+            "subjects": [Subject::user("jane")],
+        });
+        policy.insert(Object::from_value(&binding).unwrap());
+        Arc::new(RbacAuthorizer::new(policy))
+    }
+
+    #[tokio::test]
+    async fn the_chain_joins_reasons_and_lets_masters_through() {
+        let switch = Switch::new(AuthorizationMode::NodeRbac, dangling());
+        let denied = switch.authorize(&attrs("jane", &[])).await;
+        assert_eq!(
+            denied,
+            Decision::Deny(
+                r#"RBAC: clusterrole.rbac.authorization.k8s.io "gone" not found"#.into()
+            )
+        );
+        let admin = attrs("admin", &["system:masters"]);
+        assert_eq!(switch.authorize(&admin).await, Decision::Allow);
+        switch.set_mode(AuthorizationMode::AlwaysAllow);
+        assert_eq!(switch.authorize(&attrs("jane", &[])).await, Decision::Allow);
+    }
+}
