@@ -17,6 +17,8 @@ pub fn config(settings: &Settings, map: &PortMap, paths: &pki::Paths) -> Result<
     Ok(apiserver::Config {
         bind,
         advertise_port: bind.port(),
+        // The `kubernetes` Endpoints must name an address pods can reach, not 127.0.0.1.
+        advertise_address: Some(pki::primary_address()),
         tls_cert: paths.server_crt.clone(),
         tls_key: paths.server_key.clone(),
         client_ca: Some(paths.ca_crt.clone()),

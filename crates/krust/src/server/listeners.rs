@@ -46,7 +46,24 @@ pub async fn start(settings: &Settings, data_dir: &Path, store: Arc<dyn Store>) 
         apiserver::run(config, store, stop).await?;
         Ok(())
     });
+    // The scheduler is an ordinary API client with its own certificate, so it could as well run
+    // on another machine; its watches retry until the API server above is listening.
+    let client = component_client(&paths.scheduler_config).await?;
+    running.spawn("scheduler", move |stop| async move {
+        scheduler::run(client, scheduler::Config::default(), stop).await?;
+        Ok(())
+    });
     Ok(running)
+}
+
+/// A client authenticated as a component, from the kubeconfig the PKI wrote for it.
+async fn component_client(kubeconfig: &Path) -> Result<kube::Client> {
+    let file = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("cannot read {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+        .await
+        .with_context(|| format!("{} is not a usable kubeconfig", kubeconfig.display()))?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
