@@ -53,8 +53,15 @@ async fn serve(args: ServerArgs, mut settings: Settings) -> Result<()> {
             tokio::select! {
                 _ = hangup.recv() => {
                     tracing::info!("SIGHUP: reloading certificates and settings");
-                    let switched = reload_mode(&mut settings, data_dir, &mode)?;
-                    ensure_pki(&settings, data_dir)?;
+                    // A bad config.yaml must not take down a running cluster: keep the mode.
+                    let switched = reload_mode(&mut settings, data_dir, &mode).unwrap_or_else(|e| {
+                        tracing::warn!("SIGHUP: keeping the current authorization mode: {e:#}");
+                        false
+                    });
+                    if let Err(e) = ensure_pki(&settings, data_dir) {
+                        running.stop().await;
+                        return Err(e);
+                    }
                     // A mode change alone is applied in place: watches and requests carry on.
                     if switched && pki_fingerprint(data_dir) == pki_at_start {
                         continue;
