@@ -41,10 +41,37 @@ pub async fn load(reg: &Registry, revision: i64) -> ApiResult<Policy> {
     Policy::from_values(&values).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+/// Where each RBAC kind is stored; every event in the cluster is matched against these.
+struct Prefixes(Vec<(Kind, &'static Resource, String)>);
+
+impl Prefixes {
+    fn new() -> ApiResult<Prefixes> {
+        KINDS
+            .into_iter()
+            .map(|k| resource(k).map(|res| (k, res, res.prefix())))
+            .collect::<ApiResult<_>>()
+            .map(Prefixes)
+    }
+
+    fn find(&self, key: &str) -> Option<(Kind, &'static Resource)> {
+        self.0
+            .iter()
+            .find(|(_, _, prefix)| key.starts_with(prefix.as_str()))
+            .map(|(kind, res, _)| (*kind, *res))
+    }
+}
+
 /// Follows the store for as long as the server runs.
 pub async fn run(reg: Arc<Registry>, rbac: Arc<RbacAuthorizer>) {
+    let prefixes = match Prefixes::new() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "RBAC policy: the RBAC resources are missing; not following");
+            return;
+        }
+    };
     loop {
-        if let Err(e) = follow_once(&reg, &rbac).await {
+        if let Err(e) = follow_once(&reg, &rbac, &prefixes).await {
             tracing::warn!(error = %e, "RBAC policy: reloading after an error");
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
@@ -53,7 +80,7 @@ pub async fn run(reg: Arc<Registry>, rbac: Arc<RbacAuthorizer>) {
 
 /// Subscribes, loads the policy at a revision the subscription covers, then applies events
 /// until the subscription lags or ends (Ok) or the store fails (Err).
-async fn follow_once(reg: &Registry, rbac: &RbacAuthorizer) -> ApiResult<()> {
+async fn follow_once(reg: &Registry, rbac: &RbacAuthorizer, prefixes: &Prefixes) -> ApiResult<()> {
     let from = reg.cache.current_revision();
     let mut sub = reg
         .cache
@@ -70,7 +97,7 @@ async fn follow_once(reg: &Registry, rbac: &RbacAuthorizer) -> ApiResult<()> {
         if event.revision <= loaded_at {
             continue;
         }
-        if let Some(kind) = apply(rbac, &event) {
+        if let Some(kind) = apply(rbac, prefixes, &event) {
             if kind == Kind::ClusterRole {
                 write_aggregation(reg, rbac).await;
             }
@@ -79,11 +106,8 @@ async fn follow_once(reg: &Registry, rbac: &RbacAuthorizer) -> ApiResult<()> {
 }
 
 /// Applies one event if it is an RBAC object's; returns its kind.
-fn apply(rbac: &RbacAuthorizer, event: &CacheEvent) -> Option<Kind> {
-    let (kind, res) = KINDS
-        .into_iter()
-        .filter_map(|k| Some((k, resource(k).ok()?)))
-        .find(|(_, res)| event.key.starts_with(&res.prefix()))?;
+fn apply(rbac: &RbacAuthorizer, prefixes: &Prefixes, event: &CacheEvent) -> Option<Kind> {
+    let (kind, res) = prefixes.find(&event.key)?;
     let obj = from_storage(res, event.obj.clone());
     let applied = match event.deleted {
         true => rbac.update(|p| p.delete(&obj)),
