@@ -38,9 +38,19 @@ pub enum Command {
     /// Print the services-and-ports table of this configuration and what is listening now.
     Ports(PortsArgs),
     /// Turn an authorization mode on for the running cluster.
-    Enable { feature: String },
+    Enable {
+        /// The feature: `rbac`.
+        feature: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
     /// Turn an authorization mode off for the running cluster.
-    Disable { feature: String },
+    Disable {
+        /// The feature: `rbac`.
+        feature: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
     /// Regenerate certificates (all leaves by default), or check their expiry.
     RefreshCerts(RefreshCertsArgs),
     /// Import or list container images.

@@ -9,18 +9,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{stderr, stdout, Server, KRUST};
+use support::{stderr, stdout, Server};
 
 const JANE_FORBIDDEN: &str =
     r#"User "jane" cannot list resource "pods" in API group "" in the namespace "default""#;
 
 /// `krust enable|disable FEATURE` for this server's data dir.
 fn switch(server: &Server, verb: &str, feature: &str) -> Output {
-    Command::new(KRUST)
-        .args([verb, feature])
-        .env("KRUST_DATA_DIR", server.data_dir())
-        .output()
-        .unwrap()
+    server.krust(&[verb, feature])
 }
 
 fn openssl(args: &[&str]) {

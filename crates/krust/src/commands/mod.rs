@@ -26,8 +26,8 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Config(args) => config::run(args),
         Command::RefreshCerts(args) => refresh_certs::run(args),
         Command::Agent(_) => not_yet::run("krust agent", "the node agent (kubelet)"),
-        Command::Enable { feature } => rbac::run(&feature, true),
-        Command::Disable { feature } => rbac::run(&feature, false),
+        Command::Enable { feature, data } => rbac::run(&data.data_dir, &feature, true),
+        Command::Disable { feature, data } => rbac::run(&data.data_dir, &feature, false),
         Command::Images { .. } => not_yet::run("krust images", "the containerd integration"),
         Command::AddNode { .. } | Command::Join { .. } | Command::RemoveNode { .. } => {
             not_yet::run("krust add-node/join/remove-node", "the cluster agent")

@@ -3,7 +3,7 @@
 //! server is told by SIGHUP and applies it without restarting its listeners, and the command
 //! returns once the API server answers in the new mode.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A user no binding names: allowed to list pods under AlwaysAllow only.
 const PROBE_USER: &str = "krust:authorization-probe";
 
-pub fn run(feature: &str, on: bool) -> Result<ExitCode> {
+pub fn run(data_dir: &Path, feature: &str, on: bool) -> Result<ExitCode> {
     if feature != "rbac" {
         let verb = if on { "enable" } else { "disable" };
         bail!("unknown feature {feature:?}: `krust {verb}` knows only \"rbac\"");
@@ -30,30 +30,22 @@ pub fn run(feature: &str, on: bool) -> Result<ExitCode> {
         true => AuthorizationMode::NodeRbac,
         false => AuthorizationMode::AlwaysAllow,
     };
-    let data_dir = data_dir();
-    let Some(mut settings) = Settings::load(&data_dir)? else {
+    let Some(mut settings) = Settings::load(data_dir)? else {
         bail!(
             "no krust server has been started with {}: run `krust server` first",
             data_dir.display()
         );
     };
     settings.authorization_mode = mode.to_string();
-    settings.save(&data_dir)?;
-    if crate::pidfile::signal_reload(&data_dir) {
+    settings.save(data_dir)?;
+    if crate::pidfile::signal_reload(data_dir) {
         let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-        runtime.block_on(wait_for_mode(&data_dir, mode))?;
+        runtime.block_on(wait_for_mode(data_dir, mode))?;
         println!("{}", summary(mode));
     } else {
         println!("{} (from the next `krust server` start)", summary(mode));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The data directory, as the other commands take it (`KRUST_DATA_DIR`, default /var/lib/krust).
-fn data_dir() -> PathBuf {
-    std::env::var_os("KRUST_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/lib/krust"))
 }
 
 fn summary(mode: AuthorizationMode) -> String {
