@@ -1,0 +1,231 @@
+//! Authentication and authorization delegated to the API server, as upstream's
+//! DelegatingAuthenticationOptions / DelegatingAuthorizationOptions: bearer tokens are checked
+//! with a TokenReview, requests with a SubjectAccessReview, both created with the component's
+//! own client. Answers are cached for upstream's default times to live, so a scraper does not
+//! cost two API round trips per scrape.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    NonResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use kube::api::PostParams;
+use kube::Api;
+
+use crate::cache::TtlCache;
+
+/// Upstream's `--authentication-token-webhook-cache-ttl` default, for both outcomes.
+pub const TOKEN_TTL: Duration = Duration::from_secs(10);
+/// Upstream's `--authorization-webhook-cache-authorized-ttl` default.
+pub const ALLOWED_TTL: Duration = Duration::from_secs(10);
+/// Upstream's `--authorization-webhook-cache-unauthorized-ttl` default.
+pub const DENIED_TTL: Duration = Duration::from_secs(10);
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct User {
+    pub name: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+}
+
+/// The authorizer's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Not allowed, with the authorizer's reason (often empty).
+    Deny(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("the TokenReview failed: {0}")]
+    TokenReview(#[source] kube::Error),
+    #[error("the SubjectAccessReview failed: {0}")]
+    SubjectAccessReview(#[source] kube::Error),
+}
+
+/// Who may read what on a component's secure port; cheap to share behind an `Arc`.
+pub struct Delegated {
+    client: kube::Client,
+    tokens: TtlCache<String, Option<User>>,
+    decisions: TtlCache<(User, String, String), Decision>,
+}
+
+impl Delegated {
+    pub fn new(client: kube::Client) -> Self {
+        Delegated {
+            client,
+            tokens: TtlCache::default(),
+            decisions: TtlCache::default(),
+        }
+    }
+
+    /// The user behind `token`, or `None` when the API server does not know it.
+    pub async fn authenticate_token(&self, token: &str) -> Result<Option<User>, ReviewError> {
+        if let Some(known) = self.tokens.get(&token.to_string(), Instant::now()) {
+            return Ok(known);
+        }
+        let user = self.token_review(token).await?;
+        self.tokens
+            .insert(token.to_string(), user.clone(), TOKEN_TTL, Instant::now());
+        Ok(user)
+    }
+
+    /// Whether `user` may `verb` the non-resource `path`.
+    pub async fn authorize(
+        &self,
+        user: &User,
+        verb: &str,
+        path: &str,
+    ) -> Result<Decision, ReviewError> {
+        let key = (user.clone(), verb.to_string(), path.to_string());
+        if let Some(known) = self.decisions.get(&key, Instant::now()) {
+            return Ok(known);
+        }
+        let decision = self.access_review(user, verb, path).await?;
+        let ttl = match decision {
+            Decision::Allow => ALLOWED_TTL,
+            Decision::Deny(_) => DENIED_TTL,
+        };
+        self.decisions
+            .insert(key, decision.clone(), ttl, Instant::now());
+        Ok(decision)
+    }
+
+    async fn token_review(&self, token: &str) -> Result<Option<User>, ReviewError> {
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: Some(token.to_string()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let answer = Api::<TokenReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(ReviewError::TokenReview)?;
+        Ok(user_of(answer))
+    }
+
+    async fn access_review(
+        &self,
+        user: &User,
+        verb: &str,
+        path: &str,
+    ) -> Result<Decision, ReviewError> {
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.name.clone()),
+                uid: (!user.uid.is_empty()).then(|| user.uid.clone()),
+                groups: Some(user.groups.clone()),
+                non_resource_attributes: Some(NonResourceAttributes {
+                    path: Some(path.to_string()),
+                    verb: Some(verb.to_string()),
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let answer = Api::<SubjectAccessReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(ReviewError::SubjectAccessReview)?;
+        Ok(decision_of(answer))
+    }
+}
+
+/// The authenticated user of a TokenReview answer.
+fn user_of(review: TokenReview) -> Option<User> {
+    let status = review.status?;
+    if status.authenticated != Some(true) {
+        return None;
+    }
+    let info = status.user?;
+    Some(User {
+        name: info.username?,
+        uid: info.uid.unwrap_or_default(),
+        groups: info.groups.unwrap_or_default(),
+    })
+}
+
+fn decision_of(review: SubjectAccessReview) -> Decision {
+    let Some(status) = review.status else {
+        return Decision::Deny(String::new());
+    };
+    if status.allowed && status.denied != Some(true) {
+        Decision::Allow
+    } else {
+        Decision::Deny(status.reason.unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::authentication::v1::{TokenReviewStatus, UserInfo};
+    use k8s_openapi::api::authorization::v1::SubjectAccessReviewStatus;
+
+    fn token_answer(authenticated: bool) -> TokenReview {
+        TokenReview {
+            status: Some(TokenReviewStatus {
+                authenticated: Some(authenticated),
+                user: Some(UserInfo {
+                    username: Some("system:kube-proxy".into()),
+                    uid: Some("u1".into()),
+                    groups: Some(vec!["system:authenticated".into()]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_authenticated_review_names_the_user() {
+        let user = user_of(token_answer(true)).expect("user");
+        assert_eq!(user.name, "system:kube-proxy");
+        assert_eq!(user.uid, "u1");
+        assert_eq!(user.groups, ["system:authenticated"]);
+        assert_eq!(user_of(token_answer(false)), None);
+        assert_eq!(user_of(TokenReview::default()), None);
+    }
+
+    fn access_answer(allowed: bool, denied: Option<bool>, reason: &str) -> SubjectAccessReview {
+        SubjectAccessReview {
+            status: Some(SubjectAccessReviewStatus {
+                allowed,
+                denied,
+                reason: Some(reason.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_an_allowed_and_not_denied_review_allows() {
+        assert_eq!(decision_of(access_answer(true, None, "")), Decision::Allow);
+        assert_eq!(
+            decision_of(access_answer(false, None, "no rule")),
+            Decision::Deny("no rule".into())
+        );
+        assert_eq!(
+            decision_of(access_answer(true, Some(true), "")),
+            Decision::Deny(String::new())
+        );
+        assert_eq!(
+            decision_of(SubjectAccessReview::default()),
+            Decision::Deny(String::new())
+        );
+    }
+
+    #[test]
+    fn answers_are_kept_as_long_as_upstream_keeps_them() {
+        assert_eq!(TOKEN_TTL, Duration::from_secs(10));
+        assert_eq!(ALLOWED_TTL, Duration::from_secs(10));
+        assert_eq!(DENIED_TTL, Duration::from_secs(10));
+    }
+}
