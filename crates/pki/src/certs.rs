@@ -115,6 +115,24 @@ pub fn leaf_specs(input: &LeafInputs<'_>) -> Vec<LeafSpec> {
             Client,
             vec![],
         ),
+        // The components' secure ports (10259, 10257). Upstream self-signs these at start;
+        // signing them with the cluster CA lets clients verify them with ca.crt.
+        leaf(
+            "scheduler-serving",
+            Cluster,
+            "kube-scheduler",
+            None,
+            Server,
+            local.clone(),
+        ),
+        leaf(
+            "controller-manager-serving",
+            Cluster,
+            "kube-controller-manager",
+            None,
+            Server,
+            local.clone(),
+        ),
         leaf("proxy", Cluster, "system:kube-proxy", None, Client, vec![]),
         leaf(
             "kubelet-client",

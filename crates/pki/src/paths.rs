@@ -31,6 +31,12 @@ pub struct Paths {
     /// The kubelet's serving certificate (port 10250).
     pub kubelet_crt: PathBuf,
     pub kubelet_key: PathBuf,
+    /// Serving certificates of the scheduler's and controller manager's secure ports (10259,
+    /// 10257); `scheduler.crt` and `controller.crt` are their client certificates.
+    pub scheduler_serving_crt: PathBuf,
+    pub scheduler_serving_key: PathBuf,
+    pub controller_manager_serving_crt: PathBuf,
+    pub controller_manager_serving_key: PathBuf,
     /// Datastore CA: a separate trust root, so a cluster client certificate cannot open the datastore.
     pub datastore_ca_crt: PathBuf,
     pub datastore_ca_key: PathBuf,
@@ -77,6 +83,10 @@ impl Paths {
             apiserver_kubelet_client_key: c("apiserver-kubelet-client.key"),
             kubelet_crt: c("kubelet.crt"),
             kubelet_key: c("kubelet.key"),
+            scheduler_serving_crt: c("scheduler-serving.crt"),
+            scheduler_serving_key: c("scheduler-serving.key"),
+            controller_manager_serving_crt: c("controller-manager-serving.crt"),
+            controller_manager_serving_key: c("controller-manager-serving.key"),
             datastore_ca_crt: c("datastore-ca.crt"),
             datastore_ca_key: c("datastore-ca.key"),
             datastore_crt: c("datastore.crt"),

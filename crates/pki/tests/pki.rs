@@ -12,12 +12,14 @@ use pki::{Action, CertName, PkiConfig, PkiError};
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair};
 use time::{Duration, OffsetDateTime};
 
-const LEAVES: [&str; 12] = [
+const LEAVES: [&str; 14] = [
     "server",
     "front-proxy-client",
     "admin",
     "scheduler",
     "controller",
+    "scheduler-serving",
+    "controller-manager-serving",
     "proxy",
     "kubelet-client",
     "kubelet",
@@ -217,6 +219,40 @@ fn second_start_changes_nothing() {
     let report = pki::ensure(&cfg).expect("second ensure");
     assert!(report.is_unchanged(), "{:?}", report.changes);
     assert_eq!(before, snapshot(&cfg.data_dir));
+}
+
+#[test]
+fn an_older_pki_gains_the_component_serving_certs_and_keeps_the_rest() {
+    let (_dir, cfg) = fresh();
+    for stem in ["scheduler-serving", "controller-manager-serving"] {
+        fs::remove_file(cert(&cfg, &format!("{stem}.crt"))).expect("rm crt");
+        fs::remove_file(cert(&cfg, &format!("{stem}.key"))).expect("rm key");
+    }
+    let before = snapshot(&cfg.data_dir);
+    let report = pki::ensure(&cfg).expect("ensure");
+    let created: Vec<_> = report.changes.iter().map(|c| c.path.clone()).collect();
+    assert_eq!(
+        created,
+        [
+            cert(&cfg, "scheduler-serving.crt"),
+            cert(&cfg, "controller-manager-serving.crt")
+        ],
+        "{report:?}"
+    );
+    let after = snapshot(&cfg.data_dir);
+    for (path, bytes) in &before {
+        assert_eq!(&after[path], bytes, "{} changed", path.display());
+    }
+    let ca = cert(&cfg, "ca.crt");
+    assert!(openssl_verify(&ca, &cert(&cfg, "scheduler-serving.crt")));
+    let sans = san_text(&cert(&cfg, "scheduler-serving.crt"));
+    for san in [
+        "DNS:localhost",
+        "IP Address:127.0.0.1",
+        "IP Address:192.0.2.10",
+    ] {
+        assert!(sans.contains(san), "{sans}");
+    }
 }
 
 #[test]
