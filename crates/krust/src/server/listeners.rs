@@ -2,11 +2,13 @@
 //! the API server stops accepting before the datastore endpoint closes.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use ports::Service;
+use prometheus_client::registry::Registry;
 use store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -49,11 +51,73 @@ pub async fn start(settings: &Settings, data_dir: &Path, store: Arc<dyn Store>) 
     // The scheduler is an ordinary API client with its own certificate, so it could as well run
     // on another machine; its watches retry until the API server above is listening.
     let client = component_client(&paths.scheduler_config).await?;
+    let metrics = scheduler::Metrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let config = scheduler::Config {
+        metrics,
+        ..Default::default()
+    };
+    let scheduler_client = client.clone();
     running.spawn("scheduler", move |stop| async move {
-        scheduler::run(client, scheduler::Config::default(), stop).await?;
+        scheduler::run(scheduler_client, config, stop).await?;
         Ok(())
     });
+    let ports = ComponentPorts {
+        names: ["scheduler secure port", "scheduler insecure port"],
+        secure: map.addr(Service::Scheduler),
+        insecure: map.addr(Service::SchedulerInsecure),
+        cert: &paths.scheduler_serving_crt,
+        key: &paths.scheduler_serving_key,
+    };
+    ports.spawn(&mut running, &paths, client, Arc::new(registry))?;
     Ok(running)
+}
+
+/// A component's health and metrics ports, as the port map enables them.
+struct ComponentPorts<'a> {
+    /// How the ports appear in logs, e.g. `scheduler secure port`.
+    names: [&'static str; 2],
+    secure: Option<SocketAddr>,
+    /// The legacy plain-HTTP port, on localhost only (MicroK8s profile).
+    insecure: Option<SocketAddr>,
+    cert: &'a Path,
+    key: &'a Path,
+}
+
+impl ComponentPorts<'_> {
+    /// Spawns the enabled ports; `client` is the component's own, for the delegated reviews.
+    fn spawn(
+        &self,
+        running: &mut Running,
+        paths: &pki::Paths,
+        client: kube::Client,
+        registry: Arc<Registry>,
+    ) -> Result<()> {
+        // The answer comes from the process itself, as upstream's default `ping` check.
+        let health: component_base::Health = Arc::new(|| true);
+        if let Some(addr) = self.secure {
+            let config = component_base::SecureConfig {
+                cert_pem: read(self.cert)?,
+                key_pem: read(self.key)?,
+                client_ca_pem: read(&paths.ca_crt)?,
+                client,
+                registry: registry.clone(),
+                health: health.clone(),
+            };
+            running.spawn(self.names[0], move |stop| async move {
+                component_base::serve_secure(addr, config, stop).await?;
+                Ok(())
+            });
+        }
+        if let Some(addr) = self.insecure {
+            running.spawn(self.names[1], move |stop| async move {
+                component_base::serve_insecure(addr, registry, health, stop).await?;
+                Ok(())
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A client authenticated as a component, from the kubeconfig the PKI wrote for it.

@@ -21,6 +21,11 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub api_port: u16,
     pub datastore_port: u16,
+    /// The scheduler's secure port, and its insecure one in the microk8s profile: free ports
+    /// unless the extra flags set them, so that servers in parallel tests do not collide on
+    /// 10259/10251.
+    pub scheduler_port: u16,
+    pub scheduler_insecure_port: u16,
     child: Option<Child>,
     extra: Vec<String>,
 }
@@ -32,6 +37,8 @@ impl Server {
             dir: tempfile::tempdir().unwrap(),
             api_port: free_port(),
             datastore_port: free_port(),
+            scheduler_port: free_port(),
+            scheduler_insecure_port: free_port(),
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         }
@@ -54,8 +61,29 @@ impl Server {
             .arg(format!("apiserver={}", self.api_port))
             .arg("--port")
             .arg(format!("datastore={}", self.datastore_port))
+            .args(self.default_ports())
             .args(&self.extra);
         cmd
+    }
+
+    /// `--port` flags for the fixed component ports the extra flags leave alone.
+    fn default_ports(&self) -> Vec<String> {
+        let sets = |key: &str| self.extra.iter().any(|a| a.starts_with(&format!("{key}=")));
+        let mut flags = Vec::new();
+        if !sets("scheduler") {
+            flags.push(format!("scheduler={}", self.scheduler_port));
+        }
+        let microk8s = self.extra.iter().any(|a| a == "microk8s");
+        if microk8s && !sets("scheduler-insecure") {
+            flags.push(format!(
+                "scheduler-insecure={}",
+                self.scheduler_insecure_port
+            ));
+        }
+        flags
+            .into_iter()
+            .flat_map(|f| ["--port".to_string(), f])
+            .collect()
     }
 
     /// Starts the server and waits until `krust status --wait-ready` says it is ready.
