@@ -164,6 +164,9 @@ fn decision_of(review: SubjectAccessReview) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
     use k8s_openapi::api::authentication::v1::{TokenReviewStatus, UserInfo};
     use k8s_openapi::api::authorization::v1::SubjectAccessReviewStatus;
 
@@ -220,6 +223,111 @@ mod tests {
             decision_of(SubjectAccessReview::default()),
             Decision::Deny(String::new())
         );
+    }
+
+    /// A client whose API server answers every review with `status` and counts the reviews.
+    fn counting_client(status: serde_json::Value) -> (kube::Client, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let (kind, api_version) = if req.uri().path().contains("tokenreviews") {
+                ("TokenReview", "authentication.k8s.io/v1")
+            } else {
+                ("SubjectAccessReview", "authorization.k8s.io/v1")
+            };
+            let body = serde_json::json!({
+                "kind": kind, "apiVersion": api_version, "spec": {}, "status": status
+            });
+            let res = http::Response::builder()
+                .status(201)
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(
+                    body.to_string(),
+                )));
+            async move { res }
+        });
+        (kube::Client::new(service, "default"), calls)
+    }
+
+    fn proxy() -> User {
+        User {
+            name: "system:kube-proxy".into(),
+            uid: String::new(),
+            groups: vec!["system:authenticated".into()],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_is_reviewed_once_within_its_ttl() {
+        let status =
+            serde_json::json!({"authenticated": true, "user": {"username": "system:kube-proxy"}});
+        let (client, calls) = counting_client(status);
+        let delegated = Delegated::new(client);
+        for _ in 0..3 {
+            let user = delegated.authenticate_token("t1").await.expect("review");
+            assert_eq!(user.map(|u| u.name).as_deref(), Some("system:kube-proxy"));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        delegated.authenticate_token("t2").await.expect("review");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "another token is another review"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_token_is_remembered_too() {
+        let (client, calls) = counting_client(serde_json::json!({"authenticated": false}));
+        let delegated = Delegated::new(client);
+        for _ in 0..3 {
+            assert_eq!(
+                delegated.authenticate_token("bad").await.expect("review"),
+                None
+            );
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_decision_is_cached_per_user_verb_and_path() {
+        let status = serde_json::json!({"allowed": false, "reason": "no RBAC rule"});
+        let (client, calls) = counting_client(status);
+        let delegated = Delegated::new(client);
+        for _ in 0..3 {
+            let decision = delegated.authorize(&proxy(), "get", "/metrics").await;
+            assert_eq!(
+                decision.expect("review"),
+                Decision::Deny("no RBAC rule".into())
+            );
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        delegated
+            .authorize(&proxy(), "get", "/other")
+            .await
+            .expect("review");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "another path is another review"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_review_is_not_cached() {
+        let service = tower::service_fn(|_req: http::Request<kube::client::Body>| async {
+            http::Response::builder()
+                .status(500)
+                .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+        });
+        let failing = Delegated::new(kube::Client::new(service, "default"));
+        assert!(failing.authenticate_token("t").await.is_err());
+        assert!(failing.authenticate_token("t").await.is_err());
+        assert!(failing
+            .authorize(&proxy(), "get", "/metrics")
+            .await
+            .is_err());
     }
 
     #[test]
