@@ -95,15 +95,8 @@ impl Delegated {
     }
 
     async fn token_review(&self, token: &str) -> Result<Option<User>, ReviewError> {
-        let review = TokenReview {
-            spec: TokenReviewSpec {
-                token: Some(token.to_string()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let answer = Api::<TokenReview>::all(self.client.clone())
-            .create(&PostParams::default(), &review)
+        let answer = self
+            .create(&token_review_of(token))
             .await
             .map_err(ReviewError::TokenReview)?;
         Ok(user_of(answer))
@@ -115,24 +108,52 @@ impl Delegated {
         verb: &str,
         path: &str,
     ) -> Result<Decision, ReviewError> {
-        let review = SubjectAccessReview {
-            spec: SubjectAccessReviewSpec {
-                user: Some(user.name.clone()),
-                uid: (!user.uid.is_empty()).then(|| user.uid.clone()),
-                groups: Some(user.groups.clone()),
-                non_resource_attributes: Some(NonResourceAttributes {
-                    path: Some(path.to_string()),
-                    verb: Some(verb.to_string()),
-                }),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let answer = Api::<SubjectAccessReview>::all(self.client.clone())
-            .create(&PostParams::default(), &review)
+        let answer = self
+            .create(&access_review_of(user, verb, path))
             .await
             .map_err(ReviewError::SubjectAccessReview)?;
         Ok(decision_of(answer))
+    }
+
+    /// Creates a review; the API server answers in the returned object's status.
+    async fn create<K>(&self, review: &K) -> Result<K, kube::Error>
+    where
+        K: kube::Resource<Scope = kube::core::ClusterResourceScope, DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::Serialize
+            + serde::de::DeserializeOwned,
+    {
+        Api::<K>::all(self.client.clone())
+            .create(&PostParams::default(), review)
+            .await
+    }
+}
+
+fn token_review_of(token: &str) -> TokenReview {
+    TokenReview {
+        spec: TokenReviewSpec {
+            token: Some(token.to_string()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Whether `user` may `verb` the non-resource `path`, as a review to create.
+fn access_review_of(user: &User, verb: &str, path: &str) -> SubjectAccessReview {
+    SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.name.clone()),
+            uid: (!user.uid.is_empty()).then(|| user.uid.clone()),
+            groups: Some(user.groups.clone()),
+            non_resource_attributes: Some(NonResourceAttributes {
+                path: Some(path.to_string()),
+                verb: Some(verb.to_string()),
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
     }
 }
 

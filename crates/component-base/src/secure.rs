@@ -200,6 +200,9 @@ fn user_of_cert(der: &CertificateDer<'_>) -> Option<User> {
         .as_str()
         .ok()?
         .to_string();
+    if name.is_empty() {
+        return None;
+    }
     // As upstream's authenticator chain, every authenticated user is in system:authenticated.
     let groups = subject
         .iter_organization()
