@@ -129,9 +129,27 @@ fn microk8s_insecure_port_serves_health_and_metrics_on_localhost() {
     let insecure = row(&ports, "scheduler-insecure");
     assert_eq!(insecure["listening"], true, "{ports}");
     assert_eq!(insecure["bind"], "localhost");
+    // Bound to loopback only: the machine's other addresses refuse the connection.
+    for host in host_ipv4s() {
+        let url = format!("http://{host}:{}/healthz", server.scheduler_insecure_port);
+        assert_eq!(curl_plain(&url).0, "000", "{url} answered");
+    }
     // The secure port still refuses strangers.
     assert_eq!(curl_secure(&server, "/metrics", As::Anonymous).0, "401");
     server.stop();
+}
+
+/// The machine's non-loopback IPv4 addresses (`hostname -I`), possibly none.
+fn host_ipv4s() -> Vec<String> {
+    let out = Command::new("hostname").arg("-I").output().unwrap();
+    stdout(&out)
+        .split_whitespace()
+        .filter(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
+        .map(str::to_string)
+        .collect()
 }
 
 fn ports_json(server: &Server) -> Value {
