@@ -12,6 +12,10 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::config::Config;
+use crate::serviceaccount_tokens::{
+    self, KubernetesClaim, ObjectRef, SigningKeyError, TokenIssuer,
+};
+use crate::storage::DynStore;
 
 /// Who made a request, in the shape of upstream's `user.Info`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +64,8 @@ pub enum AuthnError {
         path: String,
         source: jsonwebtoken::errors::Error,
     },
+    #[error(transparent)]
+    SigningKey(#[from] SigningKeyError),
 }
 
 /// A credentials-file entry: `secret,user,uid,"group1,group2"`.
@@ -75,6 +81,12 @@ pub struct Authenticator {
     passwords: Option<HashMap<String, (String, Entry)>>,
     sa_keys: Vec<DecodingKey>,
     sa_issuers: Vec<String>,
+    /// The issuer bound tokens carry; they must also name one of `audiences`.
+    issuer: String,
+    audiences: Vec<String>,
+    /// Where the objects a token names are looked up (a deleted one revokes the token).
+    store: DynStore,
+    token_issuer: Option<TokenIssuer>,
 }
 
 /// What the request carried that can prove identity.
@@ -85,7 +97,7 @@ pub struct Credentials<'a> {
 }
 
 impl Authenticator {
-    pub fn from_config(config: &Config) -> Result<Self, AuthnError> {
+    pub fn from_config(config: &Config, store: DynStore) -> Result<Self, AuthnError> {
         let tokens = match &config.token_file {
             Some(p) => read_csv(p)?.into_iter().collect(),
             None => HashMap::new(),
@@ -111,21 +123,32 @@ impl Authenticator {
             })?;
             sa_keys.push(key);
         }
-        let sa_issuers = vec![
-            config.service_account_issuer.clone(),
-            "kubernetes/serviceaccount".into(),
-        ];
+        let issuer = config.service_account_issuer.clone();
+        let audiences = serviceaccount_tokens::default_audiences(&config.api_audiences, &issuer);
+        let token_issuer = match &config.service_account_signing_key {
+            Some(path) => Some(TokenIssuer::load(path, &issuer, &audiences)?),
+            None => None,
+        };
         Ok(Authenticator {
             tokens,
             passwords,
             sa_keys,
-            sa_issuers,
+            sa_issuers: vec![issuer.clone(), LEGACY_ISSUER.into()],
+            issuer,
+            audiences,
+            store,
+            token_issuer,
         })
+    }
+
+    /// The TokenRequest signer, when the server was given the private key.
+    pub fn token_issuer(&self) -> Option<&TokenIssuer> {
+        self.token_issuer.as_ref()
     }
 
     /// Returns the user, or None when credentials were presented but rejected (upstream answers
     /// 401 then, even where anonymous would be allowed).
-    pub fn authenticate(&self, creds: &Credentials<'_>) -> Option<UserInfo> {
+    pub async fn authenticate(&self, creds: &Credentials<'_>) -> Option<UserInfo> {
         if let Some(der) = creds.client_cert {
             if let Some(user) = user_from_cert(der) {
                 return Some(user);
@@ -136,14 +159,14 @@ impl Authenticator {
         };
         let (scheme, value) = header.split_once(' ').unwrap_or((header, ""));
         match scheme.to_ascii_lowercase().as_str() {
-            "bearer" => self.bearer(value.trim()),
+            "bearer" => self.bearer(value.trim()).await,
             "basic" => self.basic(value.trim()),
             _ => None,
         }
     }
 
     /// A bearer token's user (static token or service-account JWT); TokenReview asks this too.
-    pub fn bearer(&self, token: &str) -> Option<UserInfo> {
+    pub async fn bearer(&self, token: &str) -> Option<UserInfo> {
         if let Some(e) = self.tokens.get(token) {
             return Some(UserInfo::authenticated(
                 e.user.clone(),
@@ -151,7 +174,7 @@ impl Authenticator {
                 e.groups.clone(),
             ));
         }
-        self.service_account(token)
+        self.service_account(token).await
     }
 
     fn basic(&self, value: &str) -> Option<UserInfo> {
@@ -166,53 +189,110 @@ impl Authenticator {
             .then(|| UserInfo::authenticated(e.user.clone(), e.uid.clone(), e.groups.clone()))
     }
 
-    fn service_account(&self, token: &str) -> Option<UserInfo> {
+    /// A service-account JWT's user: signature, issuer and times first, then (bound tokens)
+    /// the audience, then whether the service account and bound object still exist.
+    async fn service_account(&self, token: &str) -> Option<UserInfo> {
+        let claims = self.verify_jwt(token)?;
+        let user = claims.user()?;
+        let (namespace, name) = claims.namespace_and_name()?;
+        let sa = ObjectRef {
+            name: name.to_string(),
+            uid: user.uid.clone(),
+        };
+        match serviceaccount_tokens::check_alive(&self.store, namespace, &sa, claims.bound.as_ref())
+            .await
+        {
+            Ok(()) => Some(user),
+            Err(e) => {
+                tracing::debug!(user = %user.name, error = %e, "service-account token refused");
+                None
+            }
+        }
+    }
+
+    fn verify_jwt(&self, token: &str) -> Option<SaClaims> {
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_issuer(&self.sa_issuers);
-        // Legacy secret-based tokens carry neither exp nor aud; bound tokens carry both and
-        // `exp` is still checked whenever present.
+        // Legacy secret-based tokens carry neither exp nor aud; bound tokens must carry both
+        // (checked below) and `exp`/`nbf` are checked whenever present.
         validation.set_required_spec_claims::<&str>(&[]);
         validation.validate_aud = false;
+        validation.validate_nbf = true;
         let claims = self.sa_keys.iter().find_map(|key| {
             jsonwebtoken::decode::<SaClaims>(token, key, &validation)
                 .ok()
                 .map(|d| d.claims)
         })?;
-        claims.into_user()
+        if claims.iss == self.issuer && !claims.bound_token_valid(&self.audiences) {
+            return None;
+        }
+        Some(claims)
     }
 }
 
+/// The issuer of the service-account tokens kept in Secrets before TokenRequest.
+const LEGACY_ISSUER: &str = "kubernetes/serviceaccount";
+
 #[derive(Deserialize)]
 struct SaClaims {
+    #[serde(default)]
+    iss: String,
     sub: String,
+    #[serde(default)]
+    aud: Audience,
+    exp: Option<i64>,
     #[serde(rename = "kubernetes.io")]
-    bound: Option<BoundClaims>,
+    bound: Option<KubernetesClaim>,
     #[serde(rename = "kubernetes.io/serviceaccount/service-account.uid")]
     legacy_uid: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct BoundClaims {
-    serviceaccount: Option<NamedUid>,
+/// `aud` is a string or a list of strings (RFC 7519).
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum Audience {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
 }
 
-#[derive(Deserialize)]
-struct NamedUid {
-    uid: Option<String>,
+impl Audience {
+    fn contains_any(&self, accepted: &[String]) -> bool {
+        match self {
+            Audience::None => false,
+            Audience::One(a) => accepted.contains(a),
+            Audience::Many(list) => list.iter().any(|a| accepted.contains(a)),
+        }
+    }
 }
 
 impl SaClaims {
-    fn into_user(self) -> Option<UserInfo> {
+    /// A bound token names one of the server's audiences, expires, and says whose it is.
+    fn bound_token_valid(&self, audiences: &[String]) -> bool {
+        self.exp.is_some() && self.bound.is_some() && self.aud.contains_any(audiences)
+    }
+
+    fn namespace_and_name(&self) -> Option<(&str, &str)> {
         let rest = self.sub.strip_prefix("system:serviceaccount:")?;
         let (ns, name) = rest.split_once(':')?;
-        if ns.is_empty() || name.is_empty() {
-            return None;
+        (!ns.is_empty() && !name.is_empty()).then_some((ns, name))
+    }
+
+    fn user(&self) -> Option<UserInfo> {
+        let (ns, _) = self.namespace_and_name()?;
+        if let Some(bound) = &self.bound {
+            // The claim's namespace is what the token was issued for; a mismatch is forged.
+            if bound.namespace != ns {
+                return None;
+            }
         }
         let uid = self
             .bound
-            .and_then(|b| b.serviceaccount)
-            .and_then(|s| s.uid)
-            .or(self.legacy_uid)
+            .as_ref()
+            .map(|b| b.serviceaccount.uid.clone())
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.legacy_uid.clone())
             .unwrap_or_default();
         let groups = vec![
             "system:serviceaccounts".to_string(),
@@ -323,16 +403,41 @@ mod tests {
     #[test]
     fn service_account_subject() {
         let c = SaClaims {
+            iss: LEGACY_ISSUER.into(),
             sub: "system:serviceaccount:kube-system:default".into(),
+            aud: Audience::None,
+            exp: None,
             bound: None,
             legacy_uid: Some("u1".into()),
         };
-        let u = c.into_user().unwrap();
+        let u = c.user().unwrap();
         assert_eq!(u.name, "system:serviceaccount:kube-system:default");
         assert_eq!(u.uid, "u1");
         assert!(u
             .groups
             .contains(&"system:serviceaccounts:kube-system".to_string()));
         assert!(u.groups.contains(&"system:authenticated".to_string()));
+    }
+
+    #[test]
+    fn bound_tokens_need_an_accepted_audience() {
+        let c = |aud: Audience| SaClaims {
+            iss: "https://i".into(),
+            sub: "system:serviceaccount:ns:sa".into(),
+            aud,
+            exp: Some(1),
+            bound: Some(KubernetesClaim {
+                namespace: "ns".into(),
+                ..Default::default()
+            }),
+            legacy_uid: None,
+        };
+        let accepted = vec!["https://i".to_string()];
+        assert!(
+            c(Audience::Many(vec!["x".into(), "https://i".into()])).bound_token_valid(&accepted)
+        );
+        assert!(c(Audience::One("https://i".into())).bound_token_valid(&accepted));
+        assert!(!c(Audience::One("foo".into())).bound_token_valid(&accepted));
+        assert!(!c(Audience::None).bound_token_valid(&accepted));
     }
 }

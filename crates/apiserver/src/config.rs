@@ -32,6 +32,12 @@ pub struct Config {
     pub service_account_keys: Vec<PathBuf>,
     /// The `iss` claim service-account tokens must carry (plus the legacy `kubernetes/serviceaccount`).
     pub service_account_issuer: String,
+    /// The private key (PEM, ES256 PKCS#8) TokenRequest signs with; no TokenRequest without it.
+    pub service_account_signing_key: Option<PathBuf>,
+    /// The audiences tokens must name (upstream's `--api-audiences`); empty means the issuer.
+    pub api_audiences: Vec<String>,
+    /// Where one JSON audit event per request is appended; no audit log when unset.
+    pub audit_log: Option<PathBuf>,
     /// The legacy unauthenticated HTTP port (seed 003). Off unless set; bind it to localhost.
     pub insecure_bind: Option<SocketAddr>,
     /// The Service ClusterIP range, e.g. 10.152.183.0/24.
@@ -58,6 +64,9 @@ impl Default for Config {
             basic_auth_file: None,
             service_account_keys: vec![],
             service_account_issuer: "https://kubernetes.default.svc".into(),
+            service_account_signing_key: None,
+            api_audiences: Vec::new(),
+            audit_log: None,
             insecure_bind: None,
             service_cidr: "10.96.0.0/12".into(),
             node_port_range: 30000..=32767,

@@ -9,6 +9,7 @@
 pub mod kinds;
 
 mod allocators;
+mod audit;
 pub mod authn;
 pub mod authorization;
 pub mod authz;
@@ -31,6 +32,7 @@ mod rest;
 mod reviews;
 mod scale;
 mod selectors;
+mod serviceaccount_tokens;
 mod serving;
 mod status;
 mod storage;

@@ -25,7 +25,34 @@ pub async fn bootstrap(reg: &Registry, advertise: IpAddr, port: u16) -> ApiResul
         ignore_exists(reg.create(nsres, None, obj, false).await)?;
     }
     ensure_kubernetes_service(reg, advertise, port).await?;
+    ensure_default_service_accounts(reg).await?;
     resume_terminating(reg).await
+}
+
+/// Gives every active namespace its `default` ServiceAccount (those created before this server
+/// did so, too).
+async fn ensure_default_service_accounts(reg: &Registry) -> ApiResult<()> {
+    let listed = reg
+        .list(resources::namespaces(), None, &ListOptions::default())
+        .await?;
+    for ns in &listed.items {
+        let active = ns["status"]["phase"] != "Terminating";
+        match ns["metadata"]["name"].as_str() {
+            Some(name) if active => ensure_default_service_account(reg, name).await?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Creates the `default` ServiceAccount of a new namespace, as upstream's serviceaccounts
+/// controller does (pods and `kubectl create token default` need it). The API server does it
+/// in process until the controller manager takes this over.
+pub async fn ensure_default_service_account(reg: &Registry, ns: &str) -> ApiResult<()> {
+    let res = resources::find("", "v1", "serviceaccounts").ok_or(ApiError::NoSuchResource)?;
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "default", "namespace": ns}});
+    ignore_exists(reg.create(res, Some(ns), sa, false).await)
 }
 
 fn ignore_exists(r: ApiResult<Value>) -> ApiResult<()> {

@@ -173,7 +173,7 @@ fn verb_for(
         ("GET" | "HEAD", false, _) if watch => Verb::Watch,
         ("GET" | "HEAD", false, _) => Verb::List,
         ("POST", false, _) => Verb::Create,
-        ("POST", true, Some("binding")) => Verb::Create,
+        ("POST", true, Some("binding" | "token")) => Verb::Create,
         ("PUT", true, _) => Verb::Update,
         ("PATCH", true, _) => Verb::Patch,
         ("DELETE", true, None) => Verb::Delete,

@@ -68,7 +68,7 @@ pub static RESOURCES: &[Resource] = &[
     resource!("", "v1", "Endpoints", "endpoints", "endpoints", true, sub NONE, short &["ep"], cat NONE, storage "services/endpoints"),
     resource!("", "v1", "ConfigMap", "configmaps", "configmap", true, sub NONE, short &["cm"], cat NONE, storage "configmaps"),
     resource!("", "v1", "Secret", "secrets", "secret", true, sub NONE, short NONE, cat NONE, storage "secrets"),
-    resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, sub NONE, short &["sa"], cat NONE, storage "serviceaccounts"),
+    resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, sub &["token"], short &["sa"], cat NONE, storage "serviceaccounts"),
     resource!("", "v1", "Node", "nodes", "node", false, sub &["status"], short &["no"], cat NONE, storage "minions"),
     resource!("", "v1", "Event", "events", "event", true, sub NONE, short &["ev"], cat NONE, storage "events"),
     resource!("", "v1", "LimitRange", "limitranges", "limitrange", true, sub NONE, short &["limits"], cat NONE, storage "limitranges"),
@@ -209,7 +209,7 @@ impl Resource {
 /// The verbs discovery advertises for a subresource.
 pub fn subresource_verbs(sub: &str) -> &'static [&'static str] {
     match sub {
-        "binding" => &["create"],
+        "binding" | "token" => &["create"],
         "finalize" => &["update"],
         _ => &["get", "patch", "update"],
     }
@@ -220,6 +220,7 @@ pub fn subresource_kind(res: &Resource, sub: &str) -> (&'static str, &'static st
     match sub {
         "scale" => ("autoscaling", "v1", "Scale"),
         "binding" => ("", "v1", "Binding"),
+        "token" => ("authentication.k8s.io", "v1", "TokenRequest"),
         _ => (res.group, res.version, res.kind),
     }
 }

@@ -57,6 +57,7 @@ pub async fn serve(call: Call<'_>) -> Result<Response, ApiError> {
         (Verb::Watch, _) => watch::serve(&call, output).await,
         (Verb::Create, _) if call.info.res.review => crate::reviews::create(&call).await,
         (Verb::Create, Some("binding")) => bind(&call).await,
+        (Verb::Create, Some("token")) => crate::serviceaccount_tokens::create(&call).await,
         (Verb::Create, _) => create(&call, output).await,
         (Verb::Update | Verb::Patch, Some("scale")) => scale::write(&call)
             .await
@@ -249,6 +250,10 @@ async fn create(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
         .registry
         .create(res, call.ns(), obj, call.query.dry_run)
         .await?;
+    if res.plural == "namespaces" && res.group.is_empty() && !call.query.dry_run {
+        let name = created["metadata"]["name"].as_str().unwrap_or("");
+        crate::namespaces::ensure_default_service_account(call.registry, name).await?;
+    }
     Ok(with_warnings(
         call.render_one(StatusCode::CREATED, created, output),
         &warnings,

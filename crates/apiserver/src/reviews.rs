@@ -18,7 +18,7 @@ pub async fn create(call: &Call<'_>) -> ApiResult<Response> {
     let res = call.info.res;
     let mut obj = call.body_object(res.kind, &res.api_version())?;
     let status = match res.kind {
-        "TokenReview" => token_review(call, &obj),
+        "TokenReview" => token_review(call, &obj).await,
         "SelfSubjectReview" => json!({"userInfo": user_json(call.user)}),
         "SelfSubjectRulesReview" => rules_review(call, &obj),
         _ => access_review(call, &obj).await,
@@ -38,9 +38,9 @@ fn user_json(u: &UserInfo) -> Value {
     v
 }
 
-fn token_review(call: &Call<'_>, obj: &Value) -> Value {
+async fn token_review(call: &Call<'_>, obj: &Value) -> Value {
     let token = obj["spec"]["token"].as_str().unwrap_or("");
-    match call.authn.bearer(token) {
+    match call.authn.bearer(token).await {
         Some(user) => {
             json!({"authenticated": true, "user": user_json(&user), "audiences": obj["spec"]["audiences"].clone()})
         }

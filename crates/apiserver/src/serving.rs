@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::allocators::{Allocators, Cidr, CidrError};
+use crate::audit::{AuditError, AuditLog, Record};
 use crate::authn::{Authenticator, AuthnError, Credentials, UserInfo};
 use crate::authorization::{self, Switch};
 use crate::authz::{Attributes, Authorizer, Decision};
@@ -65,6 +66,8 @@ pub enum ServeError {
     Store(#[from] store::StoreError),
     #[error("creating the cluster's initial objects: {0}")]
     Bootstrap(ApiError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
 /// Per-connection facts the dispatcher needs.
@@ -72,6 +75,8 @@ pub enum ServeError {
 struct Connection {
     client_cert: Option<Arc<Vec<u8>>>,
     insecure: bool,
+    /// The client's address, for the audit log.
+    peer: Option<IpAddr>,
 }
 
 pub(crate) struct App {
@@ -82,6 +87,7 @@ pub(crate) struct App {
     server_address: String,
     pub store: DynStore,
     max_body: usize,
+    audit: Option<AuditLog>,
 }
 
 /// A bound, bootstrapped API server, ready to serve.
@@ -158,12 +164,16 @@ impl Server {
         let background = start_authorization(&registry, &switch, &config).await?;
         let app = Arc::new(App {
             registry,
-            authn: Authenticator::from_config(&config)?,
+            authn: Authenticator::from_config(&config, store.clone())?,
             authz: switch,
             metrics: Metrics::new(),
             server_address: SocketAddr::new(advertise, port).to_string(),
             store,
             max_body: config.max_request_bytes,
+            audit: match &config.audit_log {
+                Some(path) => Some(AuditLog::open(path).await?),
+                None => None,
+            },
         });
         Ok(Server {
             app,
@@ -206,11 +216,11 @@ impl Server {
             tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
-                    Ok((tcp, _)) => { conns.spawn(serve_tls(acceptor.clone(), tcp, router.clone())); }
+                    Ok((tcp, peer)) => { conns.spawn(serve_tls(acceptor.clone(), tcp, peer.ip(), router.clone())); }
                     Err(e) => tracing::warn!(error = %e, "accept failed"),
                 },
                 accepted = accept_optional(self.insecure.as_ref()) => match accepted {
-                    Ok((tcp, _)) => { conns.spawn(serve_conn(TokioIo::new(tcp), Connection { client_cert: None, insecure: true }, router.clone())); }
+                    Ok((tcp, peer)) => { conns.spawn(serve_conn(TokioIo::new(tcp), Connection { client_cert: None, insecure: true, peer: Some(peer.ip()) }, router.clone())); }
                     Err(e) => tracing::warn!(error = %e, "accept failed"),
                 },
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -273,7 +283,12 @@ async fn accept_optional(
     }
 }
 
-async fn serve_tls(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, router: Router) {
+async fn serve_tls(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: IpAddr,
+    router: Router,
+) {
     let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -293,6 +308,7 @@ async fn serve_tls(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, router: Ro
         Connection {
             client_cert,
             insecure: false,
+            peer: Some(peer),
         },
         router,
     )
@@ -371,7 +387,9 @@ fn anonymous_allowed(path: &str) -> bool {
     matches!(base, "healthz" | "livez" | "readyz") || path == "/version" || path == "/version/"
 }
 
-fn user_for(app: &App, conn: &Connection, req: &Request) -> Option<UserInfo> {
+/// The requester; `authorization` is the header's value, copied out because a borrowed
+/// request cannot be held across the store lookups service-account tokens need.
+async fn user_for(app: &App, conn: &Connection, authorization: Option<String>) -> Option<UserInfo> {
     if conn.insecure {
         return Some(UserInfo {
             name: "system:unsecured".into(),
@@ -379,14 +397,60 @@ fn user_for(app: &App, conn: &Connection, req: &Request) -> Option<UserInfo> {
             groups: vec!["system:masters".into(), "system:authenticated".into()],
         });
     }
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    app.authn.authenticate(&Credentials {
-        client_cert: conn.client_cert.as_deref().map(Vec::as_slice),
-        authorization,
-    })
+    app.authn
+        .authenticate(&Credentials {
+            client_cert: conn.client_cert.as_deref().map(Vec::as_slice),
+            authorization: authorization.as_deref(),
+        })
+        .await
+}
+
+/// What the audit log needs from a request, copied before the request is consumed.
+struct Seen {
+    received: time::OffsetDateTime,
+    uri: String,
+    method: String,
+    user_agent: Option<String>,
+    peer: Option<IpAddr>,
+}
+
+impl Seen {
+    fn of(req: &Request, conn: &Connection) -> Seen {
+        Seen {
+            received: time::OffsetDateTime::now_utc(),
+            // HTTP/2 requests carry scheme and authority too; upstream logs path and query.
+            uri: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.uri().path().to_string(), |p| p.to_string()),
+            method: req.method().to_string(),
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from),
+            peer: conn.peer,
+        }
+    }
+}
+
+fn audit(
+    log: &AuditLog,
+    seen: &Seen,
+    user: Option<&UserInfo>,
+    info: Option<&request::RequestInfo>,
+    code: u16,
+) {
+    log.record(&Record {
+        received: seen.received,
+        uri: &seen.uri,
+        method: &seen.method,
+        info,
+        user,
+        source_ip: seen.peer,
+        user_agent: seen.user_agent.as_deref(),
+        code,
+    });
 }
 
 async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
@@ -396,23 +460,32 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
         .get::<Connection>()
         .cloned()
         .unwrap_or_default();
+    let seen = app.audit.as_ref().map(|_| Seen::of(&req, &conn));
     let mut kind = RequestKind {
         verb: req.method().to_string(),
         ..Default::default()
     };
-    let response = match user_for(&app, &conn, &req) {
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let user = user_for(&app, &conn, authorization).await;
+    let mut info = None;
+    let response = match &user {
         Some(user) if !user.is_anonymous() || anonymous_allowed(req.uri().path()) => {
-            route(&app, user, req, &mut kind)
+            route(&app, user.clone(), req, &mut kind, &mut info)
                 .await
                 .unwrap_or_else(IntoResponse::into_response)
         }
         _ => ApiError::Unauthorized.into_response(),
     };
-    app.metrics.observe(
-        &kind,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    let code = response.status().as_u16();
+    app.metrics
+        .observe(&kind, code, started.elapsed().as_secs_f64());
+    if let (Some(log), Some(seen)) = (&app.audit, &seen) {
+        audit(log, seen, user.as_ref(), info.as_ref(), code);
+    }
     response
 }
 
@@ -421,6 +494,7 @@ async fn route(
     user: UserInfo,
     req: Request,
     kind: &mut RequestKind,
+    audited: &mut Option<request::RequestInfo>,
 ) -> Result<Response, ApiError> {
     let path = req.uri().path().to_string();
     if let Some((group, version, rest)) =
@@ -429,6 +503,9 @@ async fn route(
         let query = Query::parse(req.uri().query())?;
         let info = request::resolve(req.method(), group, version, &rest, &query)?;
         *kind = metric_kind(&info);
+        if app.audit.is_some() {
+            *audited = Some(info.clone());
+        }
         authorize(app, &user, &info, &path).await?;
         let (parts, body) = req.into_parts();
         let body = read_body(body, &parts.headers, app.max_body).await?;

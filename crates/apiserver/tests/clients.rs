@@ -357,7 +357,19 @@ async fn authentication() {
         "{text}"
     );
 
-    let jwt = service_account_token(&s, "system:serviceaccount:kube-system:default");
+    // A bound token names its service account's uid; a token for an older incarnation is refused.
+    let sa_uid = s
+        .ok(&[
+            "get",
+            "sa",
+            "default",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])
+        .await;
+    let jwt = service_account_token(&s, "system:serviceaccount:kube-system:default", &sa_uid);
     let sa = s
         .client_from(&s.kubeconfig_with("sa.kubeconfig", &format!("token: {jwt}")))
         .await;
@@ -370,7 +382,7 @@ async fn authentication() {
     )
     .await;
     assert_eq!(code, 200, "{body}");
-    let forged = service_account_token(&s, "nobody") + "x";
+    let forged = service_account_token(&s, "nobody", &sa_uid) + "x";
     let forged_client = s
         .client_from(&s.kubeconfig_with("forged.kubeconfig", &format!("token: {forged}")))
         .await;
@@ -435,9 +447,9 @@ async fn authentication() {
     s.stop().await;
 }
 
-fn service_account_token(s: &TestServer, sub: &str) -> String {
+fn service_account_token(s: &TestServer, sub: &str, uid: &str) -> String {
     let claims = json!({"iss": "https://kubernetes.default.svc", "sub": sub, "aud": ["https://kubernetes.default.svc"],
-                        "exp": 4_000_000_000u64, "kubernetes.io": {"namespace": "kube-system", "serviceaccount": {"name": "default", "uid": "u1"}}});
+                        "exp": 4_000_000_000u64, "kubernetes.io": {"namespace": "kube-system", "serviceaccount": {"name": "default", "uid": uid}}});
     let key = jsonwebtoken::EncodingKey::from_ec_pem(s.pki.sa_private.as_bytes()).unwrap();
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),

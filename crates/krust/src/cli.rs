@@ -129,6 +129,9 @@ pub struct ServerArgs {
     /// This node's name (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
+    /// Append one JSON audit event (audit.k8s.io/v1, level Metadata) per API request to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub audit_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

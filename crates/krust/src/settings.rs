@@ -23,6 +23,9 @@ pub struct Settings {
     pub node_name: String,
     #[serde(default)]
     pub basic_auth: bool,
+    /// `--audit-log`: where the API server appends its audit events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_log: Option<PathBuf>,
     /// Where a running server publishes mode changes to its API server (never saved): set by
     /// `krust server`, so `krust enable rbac` switches the mode without restarting listeners.
     #[serde(skip)]
@@ -77,6 +80,7 @@ impl Settings {
             authorization_mode: profile.defaults().authorization_mode.to_string(),
             node_name: default_node_name(),
             basic_auth: false,
+            audit_log: None,
             live_authorization: None,
         }
     }
@@ -93,6 +97,7 @@ impl Settings {
         settings.ports = args.layout.ports.iter().map(|o| o.to_string()).collect();
         settings.datastore = args.datastore.clone();
         settings.basic_auth = args.basic_auth;
+        settings.audit_log = args.audit_log.clone();
         if let Some(name) = &args.node_name {
             settings.node_name = name.clone();
         }

@@ -25,6 +25,8 @@ pub fn config(settings: &Settings, map: &PortMap, paths: &pki::Paths) -> Result<
         token_file: Some(paths.known_tokens.clone()),
         basic_auth_file: settings.basic_auth.then(|| paths.basic_auth.clone()),
         service_account_keys: vec![paths.service_account_pub.clone()],
+        service_account_signing_key: Some(paths.service_account_key.clone()),
+        audit_log: settings.audit_log.clone(),
         insecure_bind: map.addr(Service::ApiserverInsecure),
         service_cidr: defaults.service_cidr.to_string(),
         node_port_range: node_ports,
