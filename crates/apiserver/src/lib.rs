@@ -18,6 +18,7 @@ mod content;
 mod conversion;
 mod discovery;
 mod health;
+mod list_encoding;
 mod metadata;
 mod metrics;
 mod namespaces;

@@ -64,6 +64,12 @@ pub struct ListOptions {
     pub resource_version_match: String,
 }
 
+/// The list-level metadata of a list: the revision it was read at and where the next page starts.
+pub struct ListMeta {
+    pub revision: i64,
+    pub continue_token: Option<String>,
+}
+
 pub struct ListResult {
     pub items: Vec<Value>,
     pub revision: i64,
@@ -447,15 +453,33 @@ impl Registry {
         ns: Option<&str>,
         opts: &ListOptions,
     ) -> ApiResult<ListResult> {
+        let mut items = Vec::new();
+        let meta = self.list_each(res, ns, opts, |obj| items.push(obj)).await?;
+        Ok(ListResult {
+            items,
+            revision: meta.revision,
+            continue_token: meta.continue_token,
+        })
+    }
+
+    /// Like `list`, but hands each matching object to `emit` as soon as it is decoded, so a caller
+    /// that encodes as it goes never holds every object of a large list as a `Value` at once.
+    pub async fn list_each(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        opts: &ListOptions,
+        mut emit: impl FnMut(Value),
+    ) -> ApiResult<ListMeta> {
         let prefix = res.scope_prefix(ns);
         let (mut revision, start) = list_start(&prefix, opts)?;
         let limit = usize::try_from(opts.limit.max(0)).unwrap_or(0);
-        let mut items = Vec::new();
+        let mut count = 0usize;
         let mut next = start;
         let mut continue_token = None;
         loop {
             let want = if limit > 0 {
-                (limit - items.len()) as i64 + 1
+                (limit - count) as i64 + 1
             } else {
                 0
             };
@@ -467,14 +491,16 @@ impl Registry {
                 check_not_older(opts, revision)?;
             }
             let mut last = None;
-            for item in page.items {
-                if limit > 0 && items.len() == limit {
+            // Decoded one at a time: only the current object exists as a `Value`.
+            for item in page.kvs.iter().filter_map(storage::decode) {
+                if limit > 0 && count == limit {
                     continue_token = Some(encode_continue(revision, &item.key[prefix.len()..]));
                     break;
                 }
                 let obj = from_storage(res, item.obj);
                 if opts.selector.matches(res, &obj) {
-                    items.push(obj);
+                    count += 1;
+                    emit(obj);
                 }
                 last = Some(item.key);
             }
@@ -483,8 +509,7 @@ impl Registry {
                 _ => break,
             }
         }
-        Ok(ListResult {
-            items,
+        Ok(ListMeta {
             revision,
             continue_token,
         })
@@ -680,5 +705,81 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(list_start("/registry/pods/", &opts).unwrap().0, 7);
+    }
+
+    async fn test_registry(dir: &std::path::Path) -> Registry {
+        let engine = store::engine::Engine::open(dir, Default::default()).await;
+        let store: DynStore = engine.expect("store");
+        let rbac = Arc::new(crate::rbac::RbacAuthorizer::default());
+        let mode = crate::config::AuthorizationMode::AlwaysAllow;
+        Registry {
+            cache: WatchCache::start(store.clone()).await.expect("cache"),
+            store,
+            allocators: Arc::new(Allocators::new(
+                crate::allocators::Cidr::parse("10.152.183.0/24").expect("cidr"),
+                30000..=32767,
+            )),
+            terminating: mpsc::unbounded_channel().0,
+            authorization: Arc::new(Switch::new(mode, rbac)),
+            requester: None,
+        }
+    }
+
+    /// A selected, paged list hands out exactly the objects a get returns, in key order, and its
+    /// JSON items are byte-for-byte those objects without kind/apiVersion.
+    #[tokio::test]
+    async fn paged_selected_list_matches_gets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reg = test_registry(dir.path()).await;
+        let res = resources::find("", "v1", "configmaps").expect("configmaps");
+        for i in 0..7 {
+            let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("c{i}"), "namespace": "a", "labels": {"odd": (i % 2).to_string()}},
+                "data": {"k": "\"v\"\u{e9}"}});
+            storage::create(&reg.store, &res.key(Some("a"), &format!("c{i}")), &obj)
+                .await
+                .expect("create");
+        }
+        let mut opts = ListOptions {
+            selector: Selector {
+                labels: crate::selectors::LabelSelector::parse("odd=1").expect("selector"),
+                ..Default::default()
+            },
+            limit: 2,
+            ..Default::default()
+        };
+        let (mut names, mut pages) = (Vec::new(), 0);
+        loop {
+            let mut items = crate::list_encoding::JsonItems::default();
+            let mut objs = Vec::new();
+            let meta = reg
+                .list_each(res, Some("a"), &opts, |o| {
+                    objs.push(o.clone());
+                    items.push(o);
+                })
+                .await
+                .expect("list");
+            let body = items.finish(res, json!({}));
+            let list: Value = serde_json::from_slice(&body).expect("json");
+            for (obj, item) in objs.iter().zip(list["items"].as_array().expect("items")) {
+                let name = obj["metadata"]["name"].as_str().expect("name");
+                let got = reg.get(res, Some("a"), name).await.expect("get");
+                assert_eq!(obj, &got);
+                let mut typeless = got.clone();
+                crate::conversion::strip_type(&mut typeless);
+                assert_eq!(item, &typeless);
+                assert!(body
+                    .windows(serde_json::to_vec(&typeless).unwrap().len())
+                    .any(|w| w == serde_json::to_vec(&typeless).unwrap()));
+                names.push(name.to_string());
+            }
+            pages += 1;
+            match meta.continue_token {
+                Some(c) => opts.continue_token = c,
+                None => break,
+            }
+        }
+        assert_eq!(names, ["c1", "c3", "c5"]);
+        assert_eq!(pages, 2);
     }
 }

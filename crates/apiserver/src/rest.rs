@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::content::{self, BodyType, Output};
 use crate::conversion::strip_type;
+use crate::list_encoding::JsonItems;
 use crate::registry::{check_type, DeleteOptions, ListOptions, Registry};
 use crate::request::{Query, RequestInfo, Verb};
 use crate::resources::Resource;
@@ -198,11 +199,11 @@ async fn list(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
         resource_version: q.resource_version.clone(),
         resource_version_match: q.resource_version_match.clone(),
     };
-    let result = call.registry.list(call.res(), call.ns(), &opts).await?;
-    let mut meta = json!({"resourceVersion": result.revision.to_string()});
-    if let Some(c) = result.continue_token {
-        meta["continue"] = json!(c);
+    if matches!(output, Output::Json) {
+        return json_list(call, &opts).await;
     }
+    let result = call.registry.list(call.res(), call.ns(), &opts).await?;
+    let meta = list_meta(result.revision, result.continue_token);
     let value = match output {
         Output::Table => table::table(call.res(), &result.items, meta, call.include_object()),
         Output::PartialObjectMetadata => table::metadata_list(&result.items, meta),
@@ -214,6 +215,31 @@ async fn list(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
         }
     };
     Ok(content::respond(StatusCode::OK, &value, output))
+}
+
+/// The plain JSON list, the common and largest case: each object is encoded as it is read, so the
+/// server never holds the whole list as `Value`s (same bytes as the generic path above).
+async fn json_list(call: &Call<'_>, opts: &ListOptions) -> Result<Response, ApiError> {
+    let mut items = JsonItems::default();
+    let result = call
+        .registry
+        .list_each(call.res(), call.ns(), opts, |obj| items.push(obj))
+        .await?;
+    let meta = list_meta(result.revision, result.continue_token);
+    let body = items.finish(call.res(), meta);
+    Ok(content::raw(
+        StatusCode::OK,
+        Bytes::from(body),
+        "application/json",
+    ))
+}
+
+fn list_meta(revision: i64, continue_token: Option<String>) -> Value {
+    let mut meta = json!({"resourceVersion": revision.to_string()});
+    if let Some(c) = continue_token {
+        meta["continue"] = json!(c);
+    }
+    meta
 }
 
 /// The URL's namespace wins; a different one in the body is a BadRequest, as upstream.

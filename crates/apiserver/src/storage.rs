@@ -97,9 +97,11 @@ pub async fn get(store: &DynStore, key: &str) -> Result<Option<Stored>, StoreErr
     Ok(resp.kvs.first().and_then(decode))
 }
 
-/// One page of a prefix: objects from `start` (inclusive) on, at `revision` (0 = latest).
+/// One page of a prefix: objects from `start` (inclusive) on, at `revision` (0 = latest). The
+/// values stay as stored bytes; callers `decode` them one at a time so a large page is never
+/// held as bytes and as parsed objects at once.
 pub struct Page {
-    pub items: Vec<Stored>,
+    pub kvs: Vec<KeyValue>,
     pub revision: i64,
     pub more: bool,
 }
@@ -121,7 +123,7 @@ pub async fn list(
     let resp = store.range(req).await?;
     let revision = resp.header.map(|h| h.revision).unwrap_or_default();
     Ok(Page {
-        items: resp.kvs.iter().filter_map(decode).collect(),
+        kvs: resp.kvs,
         revision,
         more: resp.more,
     })
