@@ -304,22 +304,8 @@ impl SaClaims {
 
 /// CN is the user, each O a group, as upstream's x509 authenticator.
 fn user_from_cert(der: &[u8]) -> Option<UserInfo> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let subject = cert.subject();
-    let name = subject
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_string();
-    if name.is_empty() {
-        return None;
-    }
-    let groups = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_string))
-        .collect();
-    Some(UserInfo::authenticated(name, String::new(), groups))
+    let id = pki::cert_identity(der)?;
+    Some(UserInfo::authenticated(id.user, String::new(), id.groups))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

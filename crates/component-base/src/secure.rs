@@ -192,25 +192,12 @@ fn forbidden(user: &User, path: &str, reason: &str) -> Response<Body> {
 
 /// The user a verified client certificate names: CN the name, every O a group.
 fn user_of_cert(der: &CertificateDer<'_>) -> Option<User> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    let subject = cert.subject();
-    let name = subject
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_string();
-    if name.is_empty() {
-        return None;
-    }
+    let id = pki::cert_identity(der.as_ref())?;
     // As upstream's authenticator chain, every authenticated user is in system:authenticated.
-    let groups = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_string))
-        .chain(["system:authenticated".to_string()])
-        .collect();
+    let mut groups = id.groups;
+    groups.push("system:authenticated".to_string());
     Some(User {
-        name,
+        name: id.user,
         uid: String::new(),
         groups,
     })
