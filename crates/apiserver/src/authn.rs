@@ -53,12 +53,10 @@ pub enum AuthnError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path} line {line}: {reason}")]
-    Csv {
-        path: String,
-        line: usize,
-        reason: &'static str,
-    },
+    /// known_tokens.csv or basic_auth.csv is unreadable or malformed (parsed by the PKI crate,
+    /// which writes them).
+    #[error(transparent)]
+    Credentials(#[from] pki::PkiError),
     #[error("service-account key {path}: {source}")]
     Key {
         path: String,
@@ -99,18 +97,14 @@ pub struct Credentials<'a> {
 impl Authenticator {
     pub fn from_config(config: &Config, store: DynStore) -> Result<Self, AuthnError> {
         let tokens = match &config.token_file {
-            Some(p) => read_csv(p)?.into_iter().collect(),
+            Some(p) => read_tokens(p)?,
             None => HashMap::new(),
         };
-        let passwords = match &config.basic_auth_file {
-            Some(p) => Some(
-                read_csv(p)?
-                    .into_iter()
-                    .map(|(password, e)| (e.user.clone(), (password, e)))
-                    .collect(),
-            ),
-            None => None,
-        };
+        let passwords = config
+            .basic_auth_file
+            .as_deref()
+            .map(read_passwords)
+            .transpose()?;
         let mut sa_keys = Vec::new();
         for path in &config.service_account_keys {
             let pem = std::fs::read(path).map_err(|source| AuthnError::Read {
@@ -312,67 +306,38 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn read_csv(path: &Path) -> Result<Vec<(String, Entry)>, AuthnError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AuthnError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
-            continue;
-        }
-        let csv_err = |reason| AuthnError::Csv {
-            path: path.display().to_string(),
-            line: i + 1,
-            reason,
-        };
-        let fields = split_csv_line(line).ok_or_else(|| csv_err("unterminated quote"))?;
-        if fields.len() < 3 {
-            return Err(csv_err("expected secret,user,uid[,\"groups\"]"));
-        }
-        let groups = fields
-            .get(3)
-            .map(|g| {
-                g.split(',')
-                    .map(str::trim)
-                    .filter(|g| !g.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let entry = Entry {
-            user: fields[1].clone(),
-            uid: fields[2].clone(),
-            groups,
-        };
-        out.push((fields[0].clone(), entry));
-    }
-    Ok(out)
+/// known_tokens.csv, by token.
+fn read_tokens(path: &Path) -> Result<HashMap<String, Entry>, AuthnError> {
+    let entries = pki::read_token_file(path)?;
+    Ok(entries
+        .into_iter()
+        .map(|t| {
+            (
+                t.token,
+                Entry {
+                    user: t.user,
+                    uid: t.uid,
+                    groups: t.groups,
+                },
+            )
+        })
+        .collect())
 }
 
-/// Splits one CSV record, honouring double quotes (the groups column is quoted).
-fn split_csv_line(line: &str) -> Option<Vec<String>> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => fields.push(std::mem::take(&mut cur).trim().to_string()),
-            c => cur.push(c),
-        }
-    }
-    if quoted {
-        return None;
-    }
-    fields.push(cur.trim().to_string());
-    Some(fields)
+/// basic_auth.csv, by user name: (password, entry).
+fn read_passwords(path: &Path) -> Result<HashMap<String, (String, Entry)>, AuthnError> {
+    let entries = pki::read_basic_auth_file(path)?;
+    Ok(entries
+        .into_iter()
+        .map(|p| {
+            let entry = Entry {
+                user: p.user.clone(),
+                uid: p.uid,
+                groups: p.groups,
+            };
+            (p.user, (p.password, entry))
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -381,9 +346,13 @@ mod tests {
 
     #[test]
     fn csv_groups_are_quoted() {
-        let f = split_csv_line(r#"tok,admin,admin,"system:masters,devs""#).unwrap();
-        assert_eq!(f, vec!["tok", "admin", "admin", "system:masters,devs"]);
-        assert!(split_csv_line(r#"a,"b"#).is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_tokens.csv");
+        std::fs::write(&path, "tok,admin,admin,\"system:masters,devs\"\n").unwrap();
+        let tokens = read_tokens(&path).unwrap();
+        assert_eq!(tokens["tok"].groups, vec!["system:masters", "devs"]);
+        std::fs::write(&path, "a,\"b\n").unwrap();
+        assert!(read_tokens(&path).is_err());
     }
 
     #[test]
