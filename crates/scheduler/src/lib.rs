@@ -3,7 +3,7 @@
 //! Pending pods wait in a [`queue`] with exponential backoff; each cycle takes one pod, runs the
 //! default profile's [`plugins`] over a [`cache`] snapshot ([`placement`]), assumes the pod on
 //! the chosen node and binds it through `pods/{name}/binding` ([`binder`]), reporting with
-//! [`events`]. With leader election ([`leader`]) only the holder of the
+//! [`events`]. With leader election (`component_base::leader_election`) only the holder of the
 //! `kube-system/kube-scheduler` Lease schedules.
 //!
 //! Wiring: `krust server` builds a `kube::Client` from `credentials/scheduler.config` (client
@@ -19,7 +19,6 @@
 pub mod binder;
 pub mod cache;
 pub mod events;
-pub mod leader;
 pub mod metrics;
 pub mod placement;
 pub mod plugins;

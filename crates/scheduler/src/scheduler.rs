@@ -18,10 +18,11 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use component_base::leader_election::{self, default_identity, LeaseConfig};
+
 use crate::binder;
 use crate::cache::{bound_node, is_terminal, pod_key, Cache};
 use crate::events::{self, Recorder};
-use crate::leader::{self, Elector, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::placement;
 use crate::preemption;
@@ -99,14 +100,6 @@ pub async fn run(
     Ok(())
 }
 
-/// `<hostname>_<random>`, as upstream's `id := hostname + "_" + uuid`.
-fn default_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "krust".into());
-    format!("{host}_{:016x}", rand::random::<u64>())
-}
-
 /// Campaigns for the lease and runs a session while leading.
 async fn elected<F, Fut>(client: Client, config: &Config, identity: &str, stopped: &F)
 where
@@ -120,26 +113,10 @@ where
             identity: identity.to_string(),
             ..l
         })
-        .unwrap_or_else(|| LeaseConfig::kube_scheduler(identity));
-    let (lead_tx, mut lead_rx) = watch::channel(false);
-    let campaign = leader::campaign(Elector::new(client.clone(), lease), lead_tx, stopped());
-    tokio::pin!(campaign);
-    loop {
-        config.metrics.leader(false);
-        tokio::select! {
-            _ = &mut campaign => return,
-            r = lead_rx.wait_for(|l| *l) => if r.is_err() { return },
-        }
-        config.metrics.leader(true);
-        tracing::info!(identity, "leading: scheduling starts");
-        tokio::select! {
-            _ = &mut campaign => return,
-            _ = session(client.clone(), config, identity) => {}
-            _ = lead_rx.wait_for(|l| !*l) => {
-                tracing::warn!(identity, "lost the lease: scheduling stops");
-            }
-        }
-    }
+        .unwrap_or_else(|| LeaseConfig::kube_system("kube-scheduler", identity));
+    let session = || session(client.clone(), config, identity);
+    let on_change = |leading| config.metrics.leader(leading);
+    leader_election::run_while_leading(client.clone(), lease, on_change, session, stopped()).await;
 }
 
 /// What the watches and the scheduling loop share.

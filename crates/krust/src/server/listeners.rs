@@ -48,8 +48,19 @@ pub async fn start(settings: &Settings, data_dir: &Path, store: Arc<dyn Store>) 
         apiserver::run(config, store, stop).await?;
         Ok(())
     });
-    // The scheduler is an ordinary API client with its own certificate, so it could as well run
-    // on another machine; its watches retry until the API server above is listening.
+    // The scheduler and the controller manager are ordinary API clients with their own
+    // certificates, so either could as well run on another machine; their watches retry until
+    // the API server above is listening.
+    start_scheduler(&mut running, &map, &paths).await?;
+    start_controller_manager(&mut running, &map, &paths).await?;
+    Ok(running)
+}
+
+async fn start_scheduler(
+    running: &mut Running,
+    map: &ports::PortMap,
+    paths: &pki::Paths,
+) -> Result<()> {
     let client = component_client(&paths.scheduler_config).await?;
     let metrics = scheduler::Metrics::default();
     let mut registry = Registry::default();
@@ -70,8 +81,38 @@ pub async fn start(settings: &Settings, data_dir: &Path, store: Arc<dyn Store>) 
         cert: &paths.scheduler_serving_crt,
         key: &paths.scheduler_serving_key,
     };
-    ports.spawn(&mut running, &paths, client, Arc::new(registry))?;
-    Ok(running)
+    ports.spawn(running, paths, client, Arc::new(registry))
+}
+
+async fn start_controller_manager(
+    running: &mut Running,
+    map: &ports::PortMap,
+    paths: &pki::Paths,
+) -> Result<()> {
+    let client = component_client(&paths.controller_config).await?;
+    let metrics = controllers::Metrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let config = controllers::Config {
+        metrics,
+        ..Default::default()
+    };
+    let manager_client = client.clone();
+    running.spawn("controller manager", move |stop| async move {
+        controllers::run(manager_client, config, stop).await?;
+        Ok(())
+    });
+    let ports = ComponentPorts {
+        names: [
+            "controller manager secure port",
+            "controller manager insecure port",
+        ],
+        secure: map.addr(Service::ControllerManager),
+        insecure: map.addr(Service::ControllerManagerInsecure),
+        cert: &paths.controller_manager_serving_crt,
+        key: &paths.controller_manager_serving_key,
+    };
+    ports.spawn(running, paths, client, Arc::new(registry))
 }
 
 /// A component's health and metrics ports, as the port map enables them.

@@ -26,6 +26,9 @@ pub struct Server {
     /// 10259/10251.
     pub scheduler_port: u16,
     pub scheduler_insecure_port: u16,
+    /// The same for the controller manager's 10257/10252.
+    pub controller_manager_port: u16,
+    pub controller_manager_insecure_port: u16,
     child: Option<Child>,
     extra: Vec<String>,
 }
@@ -39,6 +42,8 @@ impl Server {
             datastore_port: free_port(),
             scheduler_port: free_port(),
             scheduler_insecure_port: free_port(),
+            controller_manager_port: free_port(),
+            controller_manager_insecure_port: free_port(),
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         }
@@ -69,20 +74,22 @@ impl Server {
     /// `--port` flags for the fixed component ports the extra flags leave alone.
     fn default_ports(&self) -> Vec<String> {
         let sets = |key: &str| self.extra.iter().any(|a| a.starts_with(&format!("{key}=")));
-        let mut flags = Vec::new();
-        if !sets("scheduler") {
-            flags.push(format!("scheduler={}", self.scheduler_port));
-        }
         let microk8s = self.extra.iter().any(|a| a == "microk8s");
-        if microk8s && !sets("scheduler-insecure") {
-            flags.push(format!(
-                "scheduler-insecure={}",
-                self.scheduler_insecure_port
-            ));
-        }
-        flags
+        // (key, port, whether the port is on only in the microk8s profile)
+        let fixed = [
+            ("scheduler", self.scheduler_port, false),
+            ("scheduler-insecure", self.scheduler_insecure_port, true),
+            ("controller-manager", self.controller_manager_port, false),
+            (
+                "controller-manager-insecure",
+                self.controller_manager_insecure_port,
+                true,
+            ),
+        ];
+        fixed
             .into_iter()
-            .flat_map(|f| ["--port".to_string(), f])
+            .filter(|(key, _, only_microk8s)| !sets(key) && (microk8s || !only_microk8s))
+            .flat_map(|(key, port, _)| ["--port".to_string(), format!("{key}={port}")])
             .collect()
     }
 

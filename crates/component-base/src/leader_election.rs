@@ -1,5 +1,6 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, as client-go's `leaderelection` with
-//! upstream's scheduler defaults (lease 15 s, renew deadline 10 s, retry every 2 s).
+//! upstream's component defaults (lease 15 s, renew deadline 10 s, retry every 2 s), shared by
+//! the scheduler and the controller manager.
 //!
 //! Expiry is judged by when *this* process last saw the lease record change, not by the
 //! `renewTime` written by another machine, so clock skew between servers cannot hand the lease
@@ -30,11 +31,12 @@ pub struct LeaseConfig {
 }
 
 impl LeaseConfig {
-    /// Upstream kube-scheduler's lease `kube-system/kube-scheduler` with its default timings.
-    pub fn kube_scheduler(identity: impl Into<String>) -> LeaseConfig {
+    /// The lease `kube-system/NAME` with upstream's default timings; upstream's components use
+    /// `kube-scheduler` and `kube-controller-manager`.
+    pub fn kube_system(name: impl Into<String>, identity: impl Into<String>) -> LeaseConfig {
         LeaseConfig {
             namespace: "kube-system".into(),
-            name: "kube-scheduler".into(),
+            name: name.into(),
             identity: identity.into(),
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
@@ -231,6 +233,49 @@ pub async fn campaign(
     }
 }
 
+/// Runs `session` only while holding the lease, starting a fresh one each time leadership is
+/// won and dropping it the moment it is lost, until `shutdown`. `on_change` hears every change
+/// of leadership (for a `leader` metric).
+pub async fn run_while_leading<S, Fut>(
+    client: Client,
+    lease: LeaseConfig,
+    on_change: impl Fn(bool),
+    session: S,
+    shutdown: impl std::future::Future<Output = ()>,
+) where
+    S: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let identity = lease.identity.clone();
+    let (lead_tx, mut lead_rx) = watch::channel(false);
+    let campaign = campaign(Elector::new(client, lease), lead_tx, shutdown);
+    tokio::pin!(campaign);
+    loop {
+        on_change(false);
+        tokio::select! {
+            _ = &mut campaign => return,
+            r = lead_rx.wait_for(|l| *l) => if r.is_err() { return },
+        }
+        on_change(true);
+        tracing::info!(%identity, "leading: work starts");
+        tokio::select! {
+            _ = &mut campaign => return,
+            _ = session() => {}
+            _ = lead_rx.wait_for(|l| !*l) => {
+                tracing::warn!(%identity, "lost the lease: work stops");
+            }
+        }
+    }
+}
+
+/// `<hostname>_<random>`, as upstream's `id := hostname + "_" + uuid`.
+pub fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "krust".into());
+    format!("{host}_{:016x}", rand::random::<u64>())
+}
+
 fn within_deadline(last_renew: Option<Instant>, now: Instant, deadline: Duration) -> bool {
     last_renew.is_some_and(|t| now.duration_since(t) < deadline)
 }
@@ -241,7 +286,7 @@ mod tests {
 
     #[test]
     fn a_leader_that_cannot_renew_steps_down_before_the_lease_ends() {
-        let cfg = LeaseConfig::kube_scheduler("me");
+        let cfg = LeaseConfig::kube_system("kube-scheduler", "me");
         assert!(cfg.renew_deadline < cfg.lease_duration);
         let t = Instant::now();
         assert!(within_deadline(

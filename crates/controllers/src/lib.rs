@@ -1,0 +1,36 @@
+//! krust's controller manager: upstream kube-controller-manager's controllers, each a small
+//! reconcile loop over watches (kube-runtime), run together while this process holds the
+//! `kube-system/kube-controller-manager` Lease.
+//!
+//! Wiring: `krust server` builds a `kube::Client` from `credentials/controller.config` (client
+//! certificate CN=system:kube-controller-manager, which the bootstrap RBAC policy authorizes) and
+//! spawns `controllers::run(client, Config::default(), shutdown)`; register [`Metrics`] in the
+//! registry its `/metrics` endpoint serves.
+//!
+//! One module per controller, named as upstream's `--controllers` names them; each exposes
+//! `run(ctx)`, which works until dropped. [`manager`] starts the enabled ones and restarts one
+//! that fails, with backoff, without touching the others.
+
+pub mod context;
+pub mod error;
+pub mod manager;
+pub mod metrics;
+
+pub mod cronjob;
+pub mod daemonset;
+pub mod deployment;
+pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod garbage_collector;
+pub mod job;
+pub mod namespace;
+pub mod node_lifecycle;
+pub mod replicaset;
+pub mod resourcequota;
+pub mod serviceaccount;
+pub mod statefulset;
+
+pub use context::Context;
+pub use manager::{run, Config, ControllersError};
+pub use metrics::Metrics;

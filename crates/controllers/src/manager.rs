@@ -1,0 +1,184 @@
+//! Starts the enabled controllers while leading and keeps them running: one that fails is
+//! restarted with backoff, alone, as a crashed goroutine would not stop upstream's others.
+
+use std::future::Future;
+use std::time::Duration;
+
+use component_base::leader_election::{self, default_identity, LeaseConfig};
+use futures::future::BoxFuture;
+use kube::Client;
+
+use crate::context::Context;
+use crate::error::Result;
+use crate::metrics::Metrics;
+
+type Start = fn(Context) -> BoxFuture<'static, Result<()>>;
+
+/// Every controller, by upstream's `--controllers` name.
+pub const CONTROLLERS: &[(&str, Start)] = &[
+    ("replicaset", |c| Box::pin(crate::replicaset::run(c))),
+    ("deployment", |c| Box::pin(crate::deployment::run(c))),
+    ("daemonset", |c| Box::pin(crate::daemonset::run(c))),
+    ("statefulset", |c| Box::pin(crate::statefulset::run(c))),
+    ("job", |c| Box::pin(crate::job::run(c))),
+    ("cronjob", |c| Box::pin(crate::cronjob::run(c))),
+    ("endpoints", |c| Box::pin(crate::endpoints::run(c))),
+    ("endpointslice", |c| Box::pin(crate::endpointslice::run(c))),
+    ("namespace", |c| Box::pin(crate::namespace::run(c))),
+    ("serviceaccount", |c| {
+        Box::pin(crate::serviceaccount::run(c))
+    }),
+    ("garbagecollector", |c| {
+        Box::pin(crate::garbage_collector::run(c))
+    }),
+    ("nodelifecycle", |c| Box::pin(crate::node_lifecycle::run(c))),
+    ("disruption", |c| Box::pin(crate::disruption::run(c))),
+    ("resourcequota", |c| Box::pin(crate::resourcequota::run(c))),
+];
+
+/// The controller manager's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// As upstream's `--controllers`: `*` enables all, `NAME` one, `-NAME` disables one.
+    pub controllers: Vec<String>,
+    /// Act only while holding the `kube-system/kube-controller-manager` Lease.
+    pub leader_election: bool,
+    /// Lease holder identity; `None` = `<hostname>_<random>`.
+    pub identity: Option<String>,
+    /// Lease location and timings; `None` = upstream's.
+    pub lease: Option<LeaseConfig>,
+    pub metrics: Metrics,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            controllers: vec!["*".into()],
+            leader_election: true,
+            identity: None,
+            lease: None,
+            metrics: Metrics::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllersError {
+    #[error("unknown controller {0:?} in the controller list; known: {1}")]
+    Unknown(String, String),
+}
+
+impl Config {
+    /// The controllers this configuration enables, in table order.
+    pub fn enabled(&self) -> Result<Vec<(&'static str, Start)>, ControllersError> {
+        for entry in &self.controllers {
+            let name = entry.trim_start_matches('-');
+            if name != "*" && !CONTROLLERS.iter().any(|(n, _)| *n == name) {
+                let known: Vec<_> = CONTROLLERS.iter().map(|(n, _)| *n).collect();
+                return Err(ControllersError::Unknown(entry.clone(), known.join(", ")));
+            }
+        }
+        let on = |name: &str| {
+            let listed = |s: &str| self.controllers.iter().any(|c| c == s);
+            !listed(&format!("-{name}")) && (listed(name) || listed("*"))
+        };
+        Ok(CONTROLLERS.iter().copied().filter(|(n, _)| on(n)).collect())
+    }
+}
+
+/// Runs the controller manager until `shutdown` completes; a held lease is released on the way
+/// out.
+pub async fn run(
+    client: Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ControllersError> {
+    let enabled = config.enabled()?;
+    let identity = config.identity.clone().unwrap_or_else(default_identity);
+    let ctx = Context {
+        client: client.clone(),
+        identity: identity.clone(),
+        metrics: config.metrics.clone(),
+    };
+    let session = || all(ctx.clone(), enabled.clone());
+    if config.leader_election {
+        let lease = config
+            .lease
+            .clone()
+            .map(|l| LeaseConfig {
+                identity: identity.clone(),
+                ..l
+            })
+            .unwrap_or_else(|| LeaseConfig::kube_system("kube-controller-manager", &identity));
+        let on_change = |leading| config.metrics.leader(leading);
+        leader_election::run_while_leading(client, lease, on_change, session, shutdown).await;
+    } else {
+        config.metrics.leader(true);
+        tokio::select! {
+            _ = session() => {}
+            _ = shutdown => {}
+        }
+    }
+    tracing::info!("controller manager stopped");
+    Ok(())
+}
+
+/// Every enabled controller, concurrently, until dropped.
+async fn all(ctx: Context, enabled: Vec<(&'static str, Start)>) {
+    let runs = enabled
+        .into_iter()
+        .map(|(name, start)| supervise(ctx.clone(), name, start));
+    futures::future::join_all(runs).await;
+}
+
+/// Restarts a controller that ends, waiting longer after each failure (1 s doubling to 60 s).
+async fn supervise(ctx: Context, name: &'static str, start: Start) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        tracing::debug!(controller = name, "controller starting");
+        match start(ctx.clone()).await {
+            Ok(()) => tracing::warn!(controller = name, "controller ended; starting it again"),
+            Err(e) => {
+                tracing::warn!(controller = name, error = %e, "controller failed; starting it again")
+            }
+        }
+        ctx.metrics.restarted(name);
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(60));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<&'static str> {
+        let config = Config {
+            controllers: list.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        config
+            .enabled()
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    #[test]
+    fn star_enables_all_and_minus_disables_one() {
+        assert_eq!(names(&["*"]).len(), CONTROLLERS.len());
+        let some = names(&["*", "-job"]);
+        assert!(!some.contains(&"job") && some.contains(&"deployment"));
+        assert_eq!(names(&["job"]), vec!["job"]);
+    }
+
+    #[test]
+    fn an_unknown_name_is_refused() {
+        let config = Config {
+            controllers: vec!["jobs".into()],
+            ..Default::default()
+        };
+        assert!(config.enabled().is_err());
+    }
+}
