@@ -29,6 +29,7 @@ pub mod delegated;
 mod error;
 mod health;
 mod insecure;
+pub mod label_selector;
 pub mod leader_election;
 mod routes;
 mod secure;

@@ -15,6 +15,8 @@ pub mod context;
 pub mod error;
 pub mod manager;
 pub mod metrics;
+pub mod ownership;
+pub mod pods;
 
 pub mod cronjob;
 pub mod daemonset;

@@ -66,6 +66,8 @@ impl Default for Config {
 pub enum ControllersError {
     #[error("unknown controller {0:?} in the controller list; known: {1}")]
     Unknown(String, String),
+    #[error("cannot set up the controller manager's client: {0}")]
+    Client(String),
 }
 
 impl Config {
@@ -88,18 +90,25 @@ impl Config {
 
 /// Runs the controller manager until `shutdown` completes; a held lease is released on the way
 /// out.
+///
+/// `kube_config` is the controller manager's own connection (its client certificate); the
+/// controllers derive their service-account clients from it.
 pub async fn run(
-    client: Client,
+    kube_config: kube::Config,
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ControllersError> {
     let enabled = config.enabled()?;
     let identity = config.identity.clone().unwrap_or_else(default_identity);
-    let ctx = Context {
-        client: client.clone(),
-        identity: identity.clone(),
-        metrics: config.metrics.clone(),
-    };
+    let client = Client::try_from(kube_config.clone())
+        .map_err(|e| ControllersError::Client(e.to_string()))?;
+    let ctx = Context::new(
+        client.clone(),
+        kube_config,
+        identity.clone(),
+        config.metrics.clone(),
+    )
+    .map_err(|e| ControllersError::Client(e.to_string()))?;
     let session = || all(ctx.clone(), enabled.clone());
     if config.leader_election {
         let lease = config

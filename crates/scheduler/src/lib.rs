@@ -27,7 +27,6 @@ pub mod quantity;
 pub mod queue;
 pub mod requests;
 mod scheduler;
-pub mod selector;
 
 #[cfg(test)]
 mod testing;

@@ -89,7 +89,8 @@ async fn start_controller_manager(
     map: &ports::PortMap,
     paths: &pki::Paths,
 ) -> Result<()> {
-    let client = component_client(&paths.controller_config).await?;
+    let kube_config = component_config(&paths.controller_config).await?;
+    let client = kube::Client::try_from(kube_config.clone())?;
     let metrics = controllers::Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
@@ -97,9 +98,8 @@ async fn start_controller_manager(
         metrics,
         ..Default::default()
     };
-    let manager_client = client.clone();
     running.spawn("controller manager", move |stop| async move {
-        controllers::run(manager_client, config, stop).await?;
+        controllers::run(kube_config, config, stop).await?;
         Ok(())
     });
     let ports = ComponentPorts {
@@ -163,12 +163,15 @@ impl ComponentPorts<'_> {
 
 /// A client authenticated as a component, from the kubeconfig the PKI wrote for it.
 async fn component_client(kubeconfig: &Path) -> Result<kube::Client> {
+    Ok(kube::Client::try_from(component_config(kubeconfig).await?)?)
+}
+
+async fn component_config(kubeconfig: &Path) -> Result<kube::Config> {
     let file = kube::config::Kubeconfig::read_from(kubeconfig)
         .with_context(|| format!("cannot read {}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+    kube::Config::from_custom_kubeconfig(file, &Default::default())
         .await
-        .with_context(|| format!("{} is not a usable kubeconfig", kubeconfig.display()))?;
-    Ok(kube::Client::try_from(config)?)
+        .with_context(|| format!("{} is not a usable kubeconfig", kubeconfig.display()))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm};
 
 use super::{Code, Filtered, Rejection, MAX_NODE_SCORE};
 use crate::cache::{NodeInfo, Snapshot};
-use crate::selector;
+use component_base::label_selector as selector;
 
 pub const AFFINITY_REASON: &str = "node(s) didn't match pod affinity rules";
 pub const ANTI_AFFINITY_REASON: &str = "node(s) didn't match pod anti-affinity rules";

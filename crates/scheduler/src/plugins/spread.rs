@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelecto
 
 use super::{node_affinity, taints, Filtered, Rejection, MAX_NODE_SCORE};
 use crate::cache::{NodeInfo, Snapshot};
-use crate::selector;
+use component_base::label_selector as selector;
 
 pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
 pub const MISSING_LABEL_REASON: &str =
