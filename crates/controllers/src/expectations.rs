@@ -26,10 +26,13 @@ pub enum Expect {
     Without(&'static str),
 }
 
+/// (namespace, name, what, since when).
+type Entry = (String, String, Expect, Instant);
+
 #[derive(Default)]
 pub struct Expectations {
     /// Owner key → (namespace, name, what) with when it was expected.
-    pending: Mutex<HashMap<String, Vec<(String, String, Expect, Instant)>>>,
+    pending: Mutex<HashMap<String, Vec<Entry>>>,
 }
 
 impl Expectations {
@@ -86,9 +89,7 @@ impl Expectations {
         self.lock().remove(owner);
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(String, String, Expect, Instant)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Entry>>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -33,6 +33,7 @@ pub mod replicaset;
 pub mod resourcequota;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod ttl_after_finished;
 
 pub use context::Context;
 pub use manager::{run, Config, ControllersError};

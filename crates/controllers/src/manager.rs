@@ -22,6 +22,9 @@ pub const CONTROLLERS: &[(&str, Start)] = &[
     ("statefulset", |c| Box::pin(crate::statefulset::run(c))),
     ("job", |c| Box::pin(crate::job::run(c))),
     ("cronjob", |c| Box::pin(crate::cronjob::run(c))),
+    ("ttl-after-finished", |c| {
+        Box::pin(crate::ttl_after_finished::run(c))
+    }),
     ("endpoints", |c| Box::pin(crate::endpoints::run(c))),
     ("endpointslice", |c| Box::pin(crate::endpointslice::run(c))),
     ("namespace", |c| Box::pin(crate::namespace::run(c))),
