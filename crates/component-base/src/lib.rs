@@ -33,6 +33,7 @@ pub mod label_selector;
 pub mod leader_election;
 mod routes;
 mod secure;
+pub mod taints;
 
 pub use error::ServeError;
 pub use health::Health;

@@ -34,6 +34,9 @@ pub struct Context {
     /// Lease holder identity; also the `reportingInstance` of events.
     pub identity: String,
     pub metrics: Metrics,
+    /// The manager's settings, for the timings some controllers read (default until
+    /// [`Context::with_settings`]).
+    pub settings: crate::manager::Config,
     /// Per-controller clients, made once per process: their token files are kept fresh by one
     /// background task each.
     clients: Arc<Mutex<HashMap<String, Client>>>,
@@ -61,9 +64,15 @@ impl Context {
             config,
             identity,
             metrics,
+            settings: Default::default(),
             clients: Arc::default(),
             tokens: Arc::new(tokens),
         })
+    }
+
+    pub fn with_settings(mut self, settings: crate::manager::Config) -> Context {
+        self.settings = settings;
+        self
     }
 
     /// A client acting as the service account `kube-system/<account>` (e.g.

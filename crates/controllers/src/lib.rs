@@ -13,6 +13,7 @@
 
 pub mod context;
 pub mod error;
+pub mod informer;
 pub mod expectations;
 pub mod manager;
 pub mod metrics;

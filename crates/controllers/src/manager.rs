@@ -35,6 +35,9 @@ pub const CONTROLLERS: &[(&str, Start)] = &[
         Box::pin(crate::garbage_collector::run(c))
     }),
     ("nodelifecycle", |c| Box::pin(crate::node_lifecycle::run(c))),
+    ("taint-eviction-controller", |c| {
+        Box::pin(crate::node_lifecycle::taint_eviction::run(c))
+    }),
     ("disruption", |c| Box::pin(crate::disruption::run(c))),
     ("resourcequota", |c| Box::pin(crate::resourcequota::run(c))),
 ];
@@ -51,6 +54,11 @@ pub struct Config {
     /// Lease location and timings; `None` = upstream's.
     pub lease: Option<LeaseConfig>,
     pub metrics: Metrics,
+    /// Node health timings and eviction rates (upstream's `--node-monitor-*` flags).
+    pub node_lifecycle: crate::node_lifecycle::Settings,
+    /// How often every ResourceQuota's usage is recalculated in full (upstream's
+    /// `--resource-quota-sync-period`).
+    pub resource_quota_sync_period: Duration,
 }
 
 impl Default for Config {
@@ -61,6 +69,8 @@ impl Default for Config {
             identity: None,
             lease: None,
             metrics: Metrics::default(),
+            node_lifecycle: Default::default(),
+            resource_quota_sync_period: Duration::from_secs(300),
         }
     }
 }
@@ -111,7 +121,8 @@ pub async fn run(
         identity.clone(),
         config.metrics.clone(),
     )
-    .map_err(|e| ControllersError::Client(e.to_string()))?;
+    .map_err(|e| ControllersError::Client(e.to_string()))?
+    .with_settings(config.clone());
     let session = || all(ctx.clone(), enabled.clone());
     if config.leader_election {
         let lease = config

@@ -5,29 +5,7 @@ use super::{normalize, Filtered, Rejection};
 use crate::cache::NodeInfo;
 use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
 
-/// Upstream's `Toleration.ToleratesTaint`.
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or_default();
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            toleration.value.as_deref().unwrap_or_default()
-                == taint.value.as_deref().unwrap_or_default()
-        }
-        _ => false,
-    }
-}
-
-pub fn tolerated_by(tolerations: &[Toleration], taint: &Taint) -> bool {
-    tolerations.iter().any(|t| tolerates(t, taint))
-}
+pub use component_base::taints::{tolerated_by, tolerates};
 
 fn tolerations(pod: &Pod) -> &[Toleration] {
     pod.spec
