@@ -9,6 +9,7 @@
 pub mod kinds;
 
 mod allocators;
+pub mod apply;
 mod audit;
 pub mod authn;
 pub mod authorization;

@@ -11,6 +11,10 @@ pub enum Patch {
     Merge(Value),
     Strategic(Value),
     Json(json_patch::Patch),
+    /// A server-side apply configuration (`application/apply-patch+yaml`), applied by
+    /// [`crate::apply`]; [`Patch::apply`] merges it like a merge patch (for subresources such as
+    /// `scale` that do not track fields).
+    Apply(Value),
 }
 
 impl Patch {
@@ -20,8 +24,18 @@ impl Patch {
             BodyType::MergePatch => Ok(Patch::Merge(serde_json::from_slice(body).map_err(bad)?)),
             BodyType::StrategicMergePatch => Ok(Patch::Strategic(serde_json::from_slice(body).map_err(bad)?)),
             BodyType::JsonPatch => Ok(Patch::Json(serde_json::from_slice(body).map_err(bad)?)),
+            BodyType::ApplyPatch => {
+                let config: Value = serde_yaml::from_slice(body)
+                    .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
+                if !config.is_object() {
+                    return Err(ApiError::BadRequest(
+                        "error decoding YAML: the apply configuration must be an object".into(),
+                    ));
+                }
+                Ok(Patch::Apply(config))
+            }
             _ => Err(ApiError::UnsupportedMediaType(
-                "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json".into(),
+                "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml".into(),
             )),
         }
     }
@@ -41,7 +55,7 @@ impl Patch {
                 new = crate::strategic::apply(old, p, gvk).map_err(strategic_error)?;
                 !p["metadata"]["resourceVersion"].is_null()
             }
-            Patch::Merge(p) => {
+            Patch::Merge(p) | Patch::Apply(p) => {
                 if !p.is_object() {
                     return Err(ApiError::BadRequest(
                         "the patch must be a JSON object".into(),

@@ -300,11 +300,15 @@ impl Registry {
         strategy::reallocate(res, &self.allocators, &mut new, old)
             .map_err(|c| invalid(res, name, c))?;
         let stored_new = to_storage(res, new);
-        if same_content(&stored_new, &cur.obj) || dry_run {
+        if dry_run {
+            // What the write would store, at the revision it was computed from.
             return Ok(from_storage(
                 res,
-                if dry_run { stored_new } else { cur.obj.clone() },
+                storage::with_revision(stored_new, cur.mod_revision),
             ));
+        }
+        if same_content(&stored_new, &cur.obj) {
+            return Ok(from_storage(res, cur.obj.clone()));
         }
         let key = res.key(ns, name);
         if finished_deleting(res, &stored_new) {

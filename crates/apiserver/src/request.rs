@@ -61,6 +61,10 @@ pub struct Query {
     pub propagation_policy: String,
     /// `Strict`, `Warn` (the default) or `Ignore`: what unknown fields in the body cause.
     pub field_validation: String,
+    /// Who makes a write, for managedFields (defaults to the user agent's product name).
+    pub field_manager: Option<String>,
+    /// An apply patch's `force`: take fields other managers own.
+    pub force: Option<bool>,
 }
 
 fn truthy(v: &str) -> bool {
@@ -93,6 +97,8 @@ impl Query {
                 }
                 "propagationPolicy" => q.propagation_policy = v,
                 "fieldValidation" => q.field_validation = v,
+                "fieldManager" => q.field_manager = Some(v),
+                "force" => q.force = Some(truthy(&v)),
                 _ => {}
             }
         }

@@ -171,6 +171,24 @@ impl Call<'_> {
     }
 }
 
+impl Call<'_> {
+    /// The field manager this write is recorded under (see [`crate::apply::manager_name`]).
+    fn field_manager(&self, write: crate::apply::Write) -> ApiResult<String> {
+        let ua = self
+            .parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        crate::apply::manager_name(
+            self.query.field_manager.as_deref(),
+            self.query.force,
+            ua,
+            write,
+        )
+    }
+}
+
 /// Upstream's `Warning: 299 - "..."` headers.
 fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
     for w in warnings {
@@ -272,6 +290,8 @@ async fn create(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
     if res.namespaced && call.ns().is_none() {
         return Err(ApiError::NoSuchResource);
     }
+    let manager = call.field_manager(crate::apply::Write::Create)?;
+    let obj = crate::apply::track(res, None, None, obj, &manager);
     let created = call
         .registry
         .create(res, call.ns(), obj, call.query.dry_run)
@@ -292,6 +312,7 @@ async fn update(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
     let warnings = call.check_fields(&mut obj, res.kind, &res.api_version())?;
     check_namespace_matches(call, &obj)?;
     check_name_matches(call, &obj)?;
+    let manager = call.field_manager(crate::apply::Write::Update)?;
     let updated = call
         .registry
         .update_with(
@@ -300,7 +321,15 @@ async fn update(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
             call.name(),
             call.sub(),
             call.query.dry_run,
-            |_| Ok(obj.clone()),
+            |old| {
+                Ok(crate::apply::track(
+                    res,
+                    call.sub(),
+                    Some(old),
+                    obj.clone(),
+                    &manager,
+                ))
+            },
         )
         .await?;
     Ok(with_warnings(
@@ -312,6 +341,10 @@ async fn update(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
 async fn patch(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
     let res = call.res();
     let patch = patch::Patch::from_request(&call.parts.headers, &call.body)?;
+    if let patch::Patch::Apply(config) = &patch {
+        return apply_patch(call, output, config.clone()).await;
+    }
+    let manager = call.field_manager(crate::apply::Write::Patch)?;
     let updated = call
         .registry
         .update_with(
@@ -325,11 +358,64 @@ async fn patch(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
                 call.check_fields(&mut new, res.kind, &res.api_version())?;
                 check_name_matches(call, &new)?;
                 check_type(res, &new, res.kind, &res.api_version())?;
-                Ok(new)
+                Ok(crate::apply::track(
+                    res,
+                    call.sub(),
+                    Some(old),
+                    new,
+                    &manager,
+                ))
             },
         )
         .await?;
     Ok(call.render_one(StatusCode::OK, updated, output))
+}
+
+/// PATCH with `application/apply-patch+yaml`: server-side apply of `config`, creating the object
+/// when it does not exist (201), as upstream's apply patcher.
+async fn apply_patch(
+    call: &Call<'_>,
+    output: Output,
+    mut config: Value,
+) -> Result<Response, ApiError> {
+    let res = call.res();
+    let manager = call.field_manager(crate::apply::Write::Apply)?;
+    let force = call.query.force.unwrap_or(false);
+    let warnings = call.check_fields(&mut config, res.kind, &res.api_version())?;
+    check_type(res, &config, res.kind, &res.api_version())?;
+    check_namespace_matches(call, &config)?;
+    let explicit_rv = !config["metadata"]["resourceVersion"].is_null();
+    let apply = |live: Option<&Value>| {
+        let mut new = crate::apply::apply(res, call.sub(), live, &config, &manager, force)?;
+        check_name_matches(call, &new)?;
+        if !explicit_rv {
+            // The live object's resourceVersion is no precondition: the write may be retried.
+            if let Some(m) = new["metadata"].as_object_mut() {
+                m.remove("resourceVersion");
+            }
+        }
+        Ok(new)
+    };
+    let dry_run = call.query.dry_run;
+    let updated = call
+        .registry
+        .update_with(res, call.ns(), call.name(), call.sub(), dry_run, |old| {
+            apply(Some(old))
+        })
+        .await;
+    let (code, obj) = match updated {
+        Err(ApiError::NotFound(_)) if call.sub().is_none() => {
+            let new = apply(None)?;
+            let created = call.registry.create(res, call.ns(), new, dry_run).await?;
+            if res.plural == "namespaces" && res.group.is_empty() && !dry_run {
+                let name = created["metadata"]["name"].as_str().unwrap_or("");
+                crate::namespaces::ensure_default_service_account(call.registry, name).await?;
+            }
+            (StatusCode::CREATED, created)
+        }
+        other => (StatusCode::OK, other?),
+    };
+    Ok(with_warnings(call.render_one(code, obj, output), &warnings))
 }
 
 /// DeleteOptions from the body (kubectl sends them there) and the query.

@@ -69,6 +69,9 @@ pub enum ApiError {
     NotAcceptable(String),
     #[error("Timeout: {0}")]
     Timeout(String),
+    /// Server-side apply conflicts: upstream's message and one cause per contested field.
+    #[error("{0}")]
+    ApplyConflict(String, Vec<Cause>),
     #[error("Internal error occurred: {0}")]
     Internal(String),
 }
@@ -110,7 +113,9 @@ impl ApiError {
     pub fn code(&self) -> StatusCode {
         match self {
             ApiError::NotFound(_) | ApiError::NoSuchResource => StatusCode::NOT_FOUND,
-            ApiError::AlreadyExists(_) | ApiError::Conflict(..) => StatusCode::CONFLICT,
+            ApiError::AlreadyExists(_) | ApiError::Conflict(..) | ApiError::ApplyConflict(..) => {
+                StatusCode::CONFLICT
+            }
             ApiError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(..) => StatusCode::FORBIDDEN,
@@ -129,7 +134,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) | ApiError::NoSuchResource => "NotFound",
             ApiError::AlreadyExists(_) => "AlreadyExists",
-            ApiError::Conflict(..) => "Conflict",
+            ApiError::Conflict(..) | ApiError::ApplyConflict(..) => "Conflict",
             ApiError::Invalid(..) => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Forbidden(..) => "Forbidden",
@@ -159,6 +164,13 @@ impl ApiError {
             }
             ApiError::Internal(msg) => {
                 return Some(json!({"causes": [{"message": msg}]}));
+            }
+            ApiError::ApplyConflict(_, causes) => {
+                let causes: Vec<Value> = causes
+                    .iter()
+                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .collect();
+                return Some(json!({"causes": causes}));
             }
             _ => return None,
         };

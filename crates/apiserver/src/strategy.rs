@@ -52,8 +52,17 @@ pub fn merge_for_subresource(res: &Resource, sub: Option<&str>, new: &mut Value,
                     }
                 }
             }
-            // The caller's resourceVersion is the precondition, so it travels with the merge.
+            // The caller's resourceVersion is the precondition, so it travels with the merge, and
+            // the managedFields the status write recorded with it.
             merged["metadata"]["resourceVersion"] = new["metadata"]["resourceVersion"].clone();
+            match new["metadata"].get("managedFields") {
+                Some(mf) => merged["metadata"]["managedFields"] = mf.clone(),
+                None => {
+                    if let Some(m) = merged["metadata"].as_object_mut() {
+                        m.remove("managedFields");
+                    }
+                }
+            }
             *new = merged;
         }
         None if res.has_subresource("status") => match old.get("status") {

@@ -260,6 +260,36 @@ impl TestServer {
     pub async fn admin_client(&self) -> kube::Client {
         self.client_from(&self.kubeconfig).await
     }
+
+    /// Runs a kubectl binary (as [`TestServer::kubectl_v`]) with extra environment variables,
+    /// e.g. `KUBE_EDITOR` for `kubectl edit`.
+    pub async fn kubectl_env(
+        &self,
+        version: Option<&str>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Output {
+        let bin = match version {
+            None => "/usr/bin/kubectl".to_string(),
+            Some(v) => format!("/usr/lib/google-cloud-sdk/bin/kubectl.{v}"),
+        };
+        let cache = self
+            .dir
+            .path()
+            .join(format!("cache-{}", version.unwrap_or("default")));
+        tokio::process::Command::new(bin)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(args)
+            .env("HOME", self.dir.path())
+            .envs(env.iter().copied())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("run kubectl")
+    }
 }
 
 impl Drop for TestServer {
