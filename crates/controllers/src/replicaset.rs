@@ -107,9 +107,16 @@ fn sets_for_pod(sets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet
     .collect()
 }
 
+/// A conflict (a write from a stale cache) is retried at once, as upstream's rate limiter
+/// starts at 5 ms; anything else after a pause.
 fn error_policy(_rs: Arc<ReplicaSet>, error: &Error, _state: Arc<State>) -> Action {
     tracing::debug!(%error, "replicaset: retrying");
-    Action::requeue(Duration::from_secs(2))
+    match error {
+        Error::Kube(kube::Error::Api(s)) if s.code == 409 => {
+            Action::requeue(Duration::from_millis(100))
+        }
+        _ => Action::requeue(Duration::from_secs(1)),
+    }
 }
 
 fn key(rs: &ReplicaSet) -> String {

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::pods;
 
 impl Rollout<'_> {
-    pub(super) async fn rollout_recreate(&mut self, sets: &[ReplicaSet]) -> Result<()> {
+    pub(super) async fn rollout_recreate(&mut self, sets: &mut Vec<ReplicaSet>) -> Result<()> {
         // The new ReplicaSet is not created yet, so nothing scales up before the old are down.
         let mut found = self.replica_sets(sets, false).await?;
         let mut scaled_down = false;
@@ -28,7 +28,8 @@ impl Rollout<'_> {
             return self.sync_rollout_status(&found).await;
         }
         if found.new.is_none() {
-            found = self.replica_sets(sets, true).await?;
+            let mut current: Vec<ReplicaSet> = found.all().cloned().collect();
+            found = self.replica_sets(&mut current, true).await?;
         }
         if let Some(new) = found.new.clone() {
             let want = util::replicas(&self.d);

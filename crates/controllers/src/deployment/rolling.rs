@@ -9,7 +9,7 @@ use super::Rollout;
 use crate::error::Result;
 
 impl Rollout<'_> {
-    pub(super) async fn rollout_rolling(&mut self, sets: &[ReplicaSet]) -> Result<()> {
+    pub(super) async fn rollout_rolling(&mut self, sets: &mut Vec<ReplicaSet>) -> Result<()> {
         let mut found = self.replica_sets(sets, true).await?;
         if self.reconcile_new_replica_set(&mut found).await? {
             return self.sync_rollout_status(&found).await;

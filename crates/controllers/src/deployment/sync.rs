@@ -52,9 +52,14 @@ impl Rollout<'_> {
     }
 
     /// Upstream's getAllReplicaSetsAndSyncRevision: the new ReplicaSet (the oldest whose
-    /// template equals the Deployment's, created if asked and missing) and the others.
-    pub(super) async fn replica_sets(&mut self, sets: &[ReplicaSet], create: bool) -> Result<Sets> {
-        let mut sorted = sets.to_vec();
+    /// template equals the Deployment's, created if asked and missing) and the others. `sets`
+    /// takes what was written, so a second call in the same sync does not write a stale copy.
+    pub(super) async fn replica_sets(
+        &mut self,
+        sets: &mut Vec<ReplicaSet>,
+        create: bool,
+    ) -> Result<Sets> {
+        let mut sorted = sets.clone();
         sorted.sort_by(util::by_creation);
         let template = self.template();
         let new_index = sorted.iter().position(|rs| {
@@ -69,7 +74,9 @@ impl Rollout<'_> {
         });
         let existing = new_index.map(|i| sorted.remove(i));
         let new = self.new_replica_set(existing, &sorted, create).await?;
-        Ok(Sets { new, old: sorted })
+        let found = Sets { new, old: sorted };
+        *sets = found.all().cloned().collect();
+        Ok(found)
     }
 
     /// Upstream's getNewReplicaSet.
@@ -280,7 +287,7 @@ impl Rollout<'_> {
     }
 
     /// Upstream's isScalingEvent: an active ReplicaSet was sized for a different replica count.
-    pub(super) async fn is_scaling_event(&mut self, sets: &[ReplicaSet]) -> Result<bool> {
+    pub(super) async fn is_scaling_event(&mut self, sets: &mut Vec<ReplicaSet>) -> Result<bool> {
         let found = self.replica_sets(sets, false).await?;
         let want = util::replicas(&self.d);
         let scaling = found
@@ -291,7 +298,7 @@ impl Rollout<'_> {
     }
 
     /// Upstream's sync: scaling only, for a paused Deployment or a changed replica count.
-    pub(super) async fn sync_scale(&mut self, sets: &[ReplicaSet]) -> Result<()> {
+    pub(super) async fn sync_scale(&mut self, sets: &mut Vec<ReplicaSet>) -> Result<()> {
         let mut found = self.replica_sets(sets, false).await?;
         self.scale(&mut found).await?;
         if util::paused(&self.d) {
@@ -300,7 +307,7 @@ impl Rollout<'_> {
         self.sync_deployment_status(&found).await
     }
 
-    pub(super) async fn sync_status_only(&mut self, sets: &[ReplicaSet]) -> Result<()> {
+    pub(super) async fn sync_status_only(&mut self, sets: &mut Vec<ReplicaSet>) -> Result<()> {
         let found = self.replica_sets(sets, false).await?;
         self.sync_deployment_status(&found).await
     }
