@@ -141,6 +141,17 @@ impl Allocators {
         Ok(())
     }
 
+    /// Undoes [`Allocators::reallocate`] of `old` into `svc` for a write that is not stored (a
+    /// dry run): node ports it took are free again, those it freed are taken again.
+    pub fn undo_reallocate(&self, svc: &Value, old: &Value) {
+        let (now, before) = (node_ports(svc), node_ports(old));
+        let mut taken = lock(&self.ports);
+        for p in now.difference(&before) {
+            taken.remove(p);
+        }
+        taken.extend(before.difference(&now));
+    }
+
     pub fn release(&self, svc: &Value) {
         for ip in cluster_ips(svc) {
             if let Some(off) = ip.parse().ok().and_then(|ip| self.cidr.offset(ip)) {
@@ -362,6 +373,27 @@ mod tests {
         a.release(&s);
         let mut again = json!({"spec": {"clusterIP": ip}});
         a.allocate(&mut again).unwrap();
+    }
+
+    #[test]
+    fn dry_run_reallocation_is_undone() {
+        let a = alloc();
+        let mut old =
+            json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}});
+        a.allocate(&mut old).unwrap();
+        let mut new =
+            json!({"spec": {"type": "NodePort", "ports": [{"port": 81, "nodePort": 30081}]}});
+        a.reallocate(&mut new, &old).unwrap();
+        a.undo_reallocate(&new, &old);
+        let mut again =
+            json!({"spec": {"type": "NodePort", "ports": [{"port": 81, "nodePort": 30081}]}});
+        a.allocate(&mut again).expect("30081 is free again");
+        let mut taken =
+            json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}});
+        assert!(
+            a.allocate(&mut taken).is_err(),
+            "30080 is still the stored service's"
+        );
     }
 
     #[test]

@@ -301,6 +301,7 @@ impl Registry {
             .map_err(|c| invalid(res, name, c))?;
         let stored_new = to_storage(res, new);
         if dry_run {
+            strategy::undo_reallocate(res, &self.allocators, &stored_new, old);
             // What the write would store, at the revision it was computed from.
             return Ok(from_storage(
                 res,

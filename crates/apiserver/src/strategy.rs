@@ -97,6 +97,13 @@ pub fn reallocate(
     Ok(())
 }
 
+/// Gives back what `reallocate` changed for an update that is not stored (dry run).
+pub fn undo_reallocate(res: &Resource, alloc: &Allocators, obj: &Value, old: &Value) {
+    if res.group.is_empty() && res.plural == "services" {
+        alloc.undo_reallocate(obj, old);
+    }
+}
+
 /// Frees what a deleted (or never stored) object held.
 pub fn release(res: &Resource, alloc: &Allocators, obj: &Value) {
     if res.group.is_empty() && res.plural == "services" {

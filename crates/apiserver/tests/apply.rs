@@ -607,3 +607,82 @@ async fn reqwest_like_patch(s: &TestServer, name: &str) -> Value {
         Err(e) => panic!("{e}"),
     }
 }
+
+/// A dry-run update of a Service neither keeps the node port it would take nor frees the one it
+/// would give up; dry-run creates and deletes store nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_writes_store_and_allocate_nothing() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Service};
+    use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+
+    let s = TestServer::start().await;
+    let client = s.admin_client().await;
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc = |name: &str, port: i64| -> Service {
+        serde_json::from_value(
+            json!({"metadata": {"name": name}, "spec": {"type": "NodePort",
+            "ports": [{"port": 80, "nodePort": port}]}}),
+        )
+        .unwrap()
+    };
+    svcs.create(&PostParams::default(), &svc("a", 30100))
+        .await
+        .expect("a");
+    let dry = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let moved = svcs
+        .patch(
+            "a",
+            &dry,
+            &Patch::Merge(json!({"spec": {"ports": [{"port": 80, "nodePort": 30101}]}})),
+        )
+        .await
+        .expect("dry-run patch");
+    let port = |s: &Service| s.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].node_port;
+    assert_eq!(port(&moved), Some(30101));
+    let live = svcs.get("a").await.unwrap();
+    assert_eq!(port(&live), Some(30100));
+    assert_eq!(
+        moved.metadata.resource_version,
+        live.metadata.resource_version
+    );
+    svcs.create(&PostParams::default(), &svc("b", 30101))
+        .await
+        .expect("30101 was not kept by the dry run");
+    assert!(svcs
+        .create(&PostParams::default(), &svc("c", 30100))
+        .await
+        .is_err());
+
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cm"}})).unwrap();
+    let post = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let created = cms.create(&post, &cm).await.expect("dry-run create");
+    assert!(created.metadata.uid.is_some());
+    assert!(cms.get_opt("cm").await.unwrap().is_none());
+    let applied = cms
+        .patch(
+            "cm",
+            &PatchParams::apply("mgr").dry_run(),
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}}),
+            ),
+        )
+        .await
+        .expect("dry-run apply creates nothing");
+    assert_eq!(applied.metadata.name.as_deref(), Some("cm"));
+    assert!(cms.get_opt("cm").await.unwrap().is_none());
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let dp = DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    cms.delete("cm", &dp).await.expect("dry-run delete");
+    assert!(cms.get_opt("cm").await.unwrap().is_some());
+    s.stop().await;
+}
