@@ -341,6 +341,55 @@ mod tests {
     }
 
     #[test]
+    fn sets_are_owned_item_by_item() {
+        let u = updater(NONE);
+        let mut managers: Managers<String> = Managers::new();
+        let with = |f: &[&str]| json!({"metadata": {"name": "d", "finalizers": f}});
+        let live = u
+            .apply(
+                &json!({}),
+                &with(&["a", "b"]),
+                "apps/v1",
+                &mut managers,
+                &"one".to_string(),
+                false,
+            )
+            .unwrap();
+        let live = u
+            .apply(
+                &live,
+                &with(&["c"]),
+                "apps/v1",
+                &mut managers,
+                &"two".to_string(),
+                false,
+            )
+            .unwrap();
+        assert_eq!(live["metadata"]["finalizers"], json!(["a", "b", "c"]));
+        let set = &managers["two"].set;
+        assert!(set.has(&[
+            f("metadata"),
+            f("finalizers"),
+            PathElement::Value(json!("c"))
+        ]));
+        assert_eq!(
+            set.to_fields_v1()["f:metadata"]["f:finalizers"],
+            json!({"v:\"c\"": {}})
+        );
+        let live = u
+            .apply(
+                &live,
+                &with(&["b"]),
+                "apps/v1",
+                &mut managers,
+                &"one".to_string(),
+                false,
+            )
+            .unwrap();
+        assert_eq!(live["metadata"]["finalizers"], json!(["b", "c"]));
+    }
+
+    #[test]
     fn update_takes_changed_fields() {
         let u = updater(&|pe| *pe == PathElement::Field("status".into()));
         let mut managers: Managers<String> = Managers::new();

@@ -6,6 +6,8 @@
 //! Values that do not fit their type (a string where a struct belongs) are treated as leaves
 //! rather than refused; validation of the stored object reports them.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde_json::{Map, Value};
 
 use super::fieldset::{Path, PathElement, Set};
@@ -337,49 +339,45 @@ impl Walker<'_> {
         lhs: Option<&Vec<Value>>,
         rhs: Option<&Vec<Value>>,
     ) -> Result<Option<Value>> {
-        let lhs_pes = self.index(l, lhs)?;
+        let lhs_all = self.index(l, lhs)?;
         let rhs_pes = self.index(l, rhs)?;
-        let lookup = |pes: &[(PathElement, usize)],
-                      list: Option<&Vec<Value>>,
-                      pe: &PathElement|
-         -> Option<Value> {
-            pes.iter()
-                .find(|(p, _)| p == pe)
-                .and_then(|(_, i)| list.and_then(|v| v.get(*i)).cloned())
-        };
-        // Duplicates in either side count once (the first occurrence), as upstream's index does.
-        let dedup = |pes: Vec<(PathElement, usize)>| {
-            let mut seen: Vec<PathElement> = Vec::new();
-            let mut out = Vec::new();
+        // Each side's items by path element; duplicates count once (the first occurrence), as
+        // upstream's index does.
+        let first = |pes: &[(PathElement, usize)]| {
+            let mut m: BTreeMap<PathElement, usize> = BTreeMap::new();
             for (pe, i) in pes {
-                if !seen.contains(&pe) {
-                    seen.push(pe.clone());
-                    out.push((pe, i));
-                }
+                m.entry(pe.clone()).or_insert(*i);
             }
-            out
+            m
         };
-        let lhs_u = dedup(lhs_pes.clone());
-        let rhs_u = dedup(rhs_pes.clone());
-        let in_rhs = |pe: &PathElement| rhs_u.iter().any(|(p, _)| p == pe);
-        let in_lhs = |pe: &PathElement| lhs_u.iter().any(|(p, _)| p == pe);
-        let mut shared: std::collections::VecDeque<PathElement> = rhs_u
+        let lhs_u = first(&lhs_all);
+        let rhs_u = first(&rhs_pes);
+        let lookup =
+            |m: &BTreeMap<PathElement, usize>, list: Option<&Vec<Value>>, pe: &PathElement| {
+                m.get(pe)
+                    .and_then(|i| list.and_then(|v| v.get(*i)))
+                    .cloned()
+            };
+        let in_rhs = |pe: &PathElement| rhs_u.contains_key(pe);
+        let in_lhs = |pe: &PathElement| lhs_u.contains_key(pe);
+        let rhs_all: Vec<(PathElement, usize)> = rhs_pes
+            .into_iter()
+            .filter(|(pe, i)| rhs_u.get(pe) == Some(i))
+            .collect();
+        let mut shared: std::collections::VecDeque<PathElement> = rhs_all
             .iter()
             .filter(|(p, _)| in_lhs(p))
             .map(|(p, _)| p.clone())
             .collect();
         let mut next_shared = shared.pop_front();
-        let mut merged_rhs: Vec<PathElement> = Vec::new();
+        let mut merged_rhs: BTreeSet<PathElement> = BTreeSet::new();
         let mut out = Vec::new();
         let (mut li, mut ri) = (0, 0);
-        let lhs_all = lhs_pes;
-        let rhs_all = rhs_u.clone();
         while li < lhs_all.len() || ri < rhs_all.len() {
             if li < lhs_all.len() && ri < rhs_all.len() {
                 let pe = &lhs_all[li].0;
                 if *pe == rhs_all[ri].0 {
-                    if !merged_rhs.contains(pe) {
-                        merged_rhs.push(pe.clone());
+                    if merged_rhs.insert(pe.clone()) {
                         let lc = lookup(&lhs_u, lhs, pe);
                         let rc = lookup(&rhs_u, rhs, pe);
                         self.walk_item(l, pe, lc.as_ref(), rc.as_ref(), &mut out)?;
@@ -408,8 +406,7 @@ impl Walker<'_> {
             }
             if ri < rhs_all.len() {
                 let pe = rhs_all[ri].0.clone();
-                if !merged_rhs.contains(&pe) {
-                    merged_rhs.push(pe.clone());
+                if merged_rhs.insert(pe.clone()) {
                     let lc = lookup(&lhs_u, lhs, &pe);
                     let rc = lookup(&rhs_u, rhs, &pe);
                     self.walk_item(l, &pe, lc.as_ref(), rc.as_ref(), &mut out)?;
