@@ -78,10 +78,21 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
-    /// Import an OCI or docker-archive tarball.
-    Import { file: PathBuf },
-    /// List the images on this node.
-    Ls,
+    /// Import an OCI image-layout or docker-archive (`docker save`) tarball into this node's
+    /// containerd, with no registry.
+    Import {
+        /// The tarball (.tar, or gzip-compressed).
+        file: PathBuf,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// List the images on this node (repository:tag, ID, size).
+    Ls {
+        #[command(flatten)]
+        data: DataDirArgs,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod config;
+mod images;
 mod kubectl;
 mod not_yet;
 mod ports;
@@ -28,7 +29,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Agent(_) => not_yet::run("krust agent", "the node agent (kubelet)"),
         Command::Enable { feature, data } => rbac::run(&data.data_dir, &feature, true),
         Command::Disable { feature, data } => rbac::run(&data.data_dir, &feature, false),
-        Command::Images { .. } => not_yet::run("krust images", "the containerd integration"),
+        Command::Images { command } => images::run(command),
         Command::AddNode { .. } | Command::Join { .. } | Command::RemoveNode { .. } => {
             not_yet::run("krust add-node/join/remove-node", "the cluster agent")
         }

@@ -10,6 +10,7 @@ mod apiserver;
 mod datastore;
 mod listeners;
 mod logging;
+mod node;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ use crate::cli::ServerArgs;
 use crate::pidfile::PidFile;
 use crate::settings::{LiveAuthorization, Settings};
 
+pub use node::ENABLE_VAR as CONTAINERD_ENABLE_VAR;
+
 pub fn run(args: ServerArgs) -> Result<ExitCode> {
     let data_dir = args.data.data_dir.clone();
     let settings = Settings::for_server(&args)?;
@@ -37,7 +40,14 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(args: ServerArgs, mut settings: Settings) -> Result<()> {
+async fn serve(args: ServerArgs, settings: Settings) -> Result<()> {
+    let node = node::start(&settings, &args.data.data_dir).await?;
+    let result = serve_control_plane(args, settings).await;
+    node::stop(node).await;
+    result
+}
+
+async fn serve_control_plane(args: ServerArgs, mut settings: Settings) -> Result<()> {
     let data_dir = &args.data.data_dir;
     ensure_pki(&settings, data_dir)?;
     let store = datastore::open(&args, data_dir).await?;

@@ -36,7 +36,7 @@ impl Archive {
         };
         let mut file = File::open(path).map_err(|e| ImportError::Io {
             what: format!("cannot open {}", path.display()),
-            source: e,
+            error: e,
         })?;
         let mut magic = [0u8; 2];
         let n = read_fully(&mut file, &mut magic).map_err(|e| bad(e.to_string()))?;
@@ -45,7 +45,7 @@ impl Archive {
         if n == 2 && magic == [0x1f, 0x8b] {
             let mut plain = tempfile::tempfile().map_err(|e| ImportError::Io {
                 what: "cannot create a temporary file to decompress into".into(),
-                source: e,
+                error: e,
             })?;
             let mut gz = flate2::read::GzDecoder::new(BufReader::new(file));
             std::io::copy(&mut gz, &mut plain).map_err(|e| {
@@ -129,7 +129,7 @@ impl Archive {
     fn io(&self, name: &str, e: std::io::Error) -> ImportError {
         ImportError::Io {
             what: format!("cannot read {name} from {}", self.path.display()),
-            source: e,
+            error: e,
         }
     }
 }

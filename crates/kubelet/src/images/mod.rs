@@ -30,12 +30,9 @@ pub enum ImportError {
     NotAnArchive { file: PathBuf, reason: String },
     #[error("{0}")]
     Invalid(String),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
-    #[error("containerd is not running at {}: start `krust server` first, or give the data dir it uses with --data-dir", socket.display())]
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
+    #[error("containerd is not running at {}", socket.display())]
     NotRunning { socket: PathBuf },
     #[error("{0}")]
     Runtime(String),
@@ -143,7 +140,7 @@ pub async fn import_dir(socket: &Path, data_dir: &Path) -> Result<DirReport, Imp
         Err(e) => {
             return Err(ImportError::Io {
                 what: format!("cannot read {}", dir.display()),
-                source: e,
+                error: e,
             })
         }
     };

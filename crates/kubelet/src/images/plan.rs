@@ -554,7 +554,7 @@ fn hash_layer(archive: &Archive, path: &str) -> Result<(String, u64, &'static st
     loop {
         let n = reader.read(&mut buf).map_err(|e| ImportError::Io {
             what: format!("cannot read {path} from {}", archive.path().display()),
-            source: e,
+            error: e,
         })?;
         if n == 0 {
             break;

@@ -198,7 +198,7 @@ impl Store {
                         Err(e) => {
                             return Err(ImportError::Io {
                                 what: format!("cannot read {digest} from the archive"),
-                                source: e,
+                                error: e,
                             })
                         }
                     }
