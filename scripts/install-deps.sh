@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages krust runs with and its tests drive, when they are missing.
 # Real parts, not mocks: containerd, runc, the CNI plugins, etcd (the store's reference and HA
-# backend), openssl (certificate checks) and kubectl.
+# backend), openssl (certificate checks) and kubectl. busybox-static is what
+# scripts/build-images.sh makes the busybox image of; util-linux's unshare runs the pause test.
 set -euo pipefail
 
 packages=(etcd-server etcd-client containerd runc containernetworking-plugins busybox-static
-          openssl curl nftables iptables iproute2 ca-certificates)
+          openssl curl nftables iptables iproute2 ca-certificates util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
