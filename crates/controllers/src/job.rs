@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::events;
 use crate::expectations::{Expect, Expectations};
 use crate::ownership::{self, Claim};
 use crate::pods;
@@ -765,17 +766,8 @@ impl<'a> Sync<'a> {
     }
 
     async fn event(&self, type_: EventType, reason: &str, note: &str) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note.into()),
-            action: reason.into(),
-            secondary: None,
-        };
-        let reference = self.job.object_ref(&());
-        if let Err(e) = self.state.recorder.publish(&event, &reference).await {
-            tracing::debug!(error = %e, "cannot record a job event");
-        }
+        let regarding = self.job.object_ref(&());
+        events::record(&self.state.recorder, &regarding, type_, reason, note).await;
     }
 }
 

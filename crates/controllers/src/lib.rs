@@ -13,6 +13,7 @@
 
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod informer;
 pub mod expectations;
 pub mod manager;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod ownership;
 pub mod pods;
 
+pub mod cron;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
