@@ -169,6 +169,40 @@ async fn a_pod_runs_on_managed_containerd_with_imported_images() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
     assert!(std::fs::read_to_string(logs.join("main.log")).is_ok());
 
+    // An image imported from a (gzip-compressed) docker archive runs too.
+    let docker_tar = data_dir.join("dockerbox.tar.gz");
+    support::docker_archive_from_oci(&images_dir.join("busybox.tar"), &docker_tar, "dockerbox:1");
+    let imported = images::import(&socket, &docker_tar, &ProgressBar::hidden())
+        .await
+        .expect("import a docker archive");
+    assert_eq!(imported[0].name, "docker.io/library/dockerbox:1");
+    let second = api::ContainerConfig {
+        metadata: Some(api::ContainerMetadata {
+            name: "docker".into(),
+            attempt: 0,
+        }),
+        image: Some(image_spec("dockerbox:1")),
+        command: vec!["sleep".into(), "3600".into()],
+        linux: Some(api::LinuxContainerConfig {
+            security_context: Some(api::LinuxContainerSecurityContext {
+                namespace_options: Some(host_network()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let second_id = cri
+        .create_container(&sandbox_id, second, sandbox.clone())
+        .await
+        .unwrap();
+    cri.start_container(&second_id).await.unwrap();
+    let out = cri
+        .exec_sync(&second_id, &["echo", "ok"], 10)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+
     cri.stop_container(&container_id, 1).await.unwrap();
     let status = cri.container_status(&container_id).await.unwrap();
     assert_eq!(status.state, api::ContainerState::ContainerExited as i32);
@@ -228,6 +262,21 @@ async fn image_dir_is_imported_once() {
     assert!(second.imported.is_empty(), "{second:?}");
     assert_eq!(second.already.len(), 2, "{second:?}");
     let cri = Cri::connect(&socket).unwrap();
+    assert!(cri.image_status(SANDBOX_IMAGE).await.unwrap().is_some());
+
+    // containerd killed behind krust's back is restarted, and keeps its images.
+    let first_pid = containerd.pid().unwrap();
+    // SAFETY: kill(2) on the containerd this test started.
+    unsafe { libc::kill(first_pid as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let restarted = containerd.pid().is_some_and(|p| p != first_pid);
+        if restarted && cri.version().await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "containerd was not restarted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(cri.image_status(SANDBOX_IMAGE).await.unwrap().is_some());
     containerd.stop().await;
     let left = support::wait_none_mentioning(&data_dir.to_string_lossy(), Duration::from_secs(10));

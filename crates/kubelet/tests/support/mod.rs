@@ -114,3 +114,72 @@ impl Drop for DumpLogOnPanic {
         }
     }
 }
+
+/// Rewrites an OCI image-layout tarball with one gzip layer (as scripts/build-images.sh makes
+/// them) as a gzip-compressed docker archive, the way `docker save IMAGE | gzip` writes one:
+/// manifest.json, the config as `<hex>.json`, the layer uncompressed as `<id>/layer.tar`, and a
+/// second layer entry that is a symlink to the first (docker links repeated layers).
+pub fn docker_archive_from_oci(oci: &Path, out: &Path, tag: &str) {
+    use std::io::Read;
+    let mut blobs = std::collections::HashMap::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(oci).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        blobs.insert(path, bytes);
+    }
+    let json = |name: &str| -> serde_json::Value { serde_json::from_slice(&blobs[name]).unwrap() };
+    let blob = |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    let index = json("index.json");
+    let manifest = json(&blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    let config = blobs[&blob(config_digest)].clone();
+    let layer_gz = &blobs[&blob(manifest["layers"][0]["digest"].as_str().unwrap())];
+    let mut layer = Vec::new();
+    flate2::read::GzDecoder::new(&layer_gz[..])
+        .read_to_end(&mut layer)
+        .unwrap();
+    // Two layers in the config: the same diff twice (a layer that changes nothing on top).
+    let mut config_json: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    let diff_id = config_json["rootfs"]["diff_ids"][0].clone();
+    config_json["rootfs"]["diff_ids"] = serde_json::json!([diff_id, diff_id]);
+    let config = serde_json::to_vec(&config_json).unwrap();
+    let config_name = format!("{}.json", hex_sha256(&config));
+
+    let file = std::fs::File::create(out).unwrap();
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    let mut builder = tar::Builder::new(gz);
+    let mut add = |name: &str, bytes: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, bytes).unwrap();
+    };
+    add(&config_name, &config);
+    add("aaaa/layer.tar", &layer);
+    let manifest_json = serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": [tag],
+        "Layers": ["aaaa/layer.tar", "bbbb/layer.tar"],
+    }]);
+    add(
+        "manifest.json",
+        &serde_json::to_vec(&manifest_json).unwrap(),
+    );
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_size(0);
+    link.set_mode(0o777);
+    builder
+        .append_link(&mut link, "bbbb/layer.tar", "../aaaa/layer.tar")
+        .unwrap();
+    builder.into_inner().unwrap().finish().unwrap();
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
