@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
-use kubelet::containerd::{Config, Containerd, SANDBOX_IMAGE};
+use kubelet::containerd::{Config, Containerd, Runtime, SANDBOX_IMAGE};
 use kubelet::cri::{api, image_spec, Cri};
 use kubelet::images;
 
@@ -278,6 +278,19 @@ async fn image_dir_is_imported_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(cri.image_status(SANDBOX_IMAGE).await.unwrap().is_some());
+
+    // A runtime given by its endpoint is used as it is, and left running when let go.
+    let endpoint = format!("unix://{}", socket.display());
+    let external = Runtime::start(Config::new(&data_dir.join("unused")), Some(&endpoint))
+        .await
+        .unwrap();
+    assert!(matches!(external, Runtime::External { .. }));
+    assert_eq!(external.socket(), socket);
+    external.stop().await;
+    assert!(containerd.pid().is_some());
+    assert!(cri.version().await.is_ok());
+    assert!(!data_dir.join("unused").exists());
+
     containerd.stop().await;
     let left = support::wait_none_mentioning(&data_dir.to_string_lossy(), Duration::from_secs(10));
     assert!(left.is_empty(), "left running: {left:?}");
