@@ -229,6 +229,7 @@ mod tests {
             "v1",
             &["namespaces"],
             &Default::default(),
+            &Default::default(),
         )
         .unwrap();
         let record = Record {

@@ -39,6 +39,9 @@ pub fn from_storage(res: &Resource, mut obj: Value) -> Value {
         rename(&mut obj, EVENT_FIELDS.iter().map(|(ev, core)| (*core, *ev)));
     }
     set_type(res, &mut obj);
+    if let Some(custom) = &res.custom {
+        custom.default_on_read(&mut obj);
+    }
     obj
 }
 
@@ -53,6 +56,13 @@ pub fn to_storage(res: &Resource, mut obj: Value) -> Value {
         return obj;
     }
     set_type(res, &mut obj);
+    if let (Some(custom), Some(m)) = (&res.custom, obj.as_object_mut()) {
+        // Conversion strategy None: every version stores as the storage version.
+        m.insert(
+            "apiVersion".into(),
+            format!("{}/{}", res.group, custom.storage_version).into(),
+        );
+    }
     obj
 }
 

@@ -1,6 +1,7 @@
 //! Discovery documents, generated from the resource table: the legacy `/api`, `/apis`, per-group
 //! and per-group-version lists, and aggregated discovery (apidiscovery.k8s.io v2 and v2beta1),
-//! which kubectl 1.30+ asks for first and recognises by the response's Content-Type.
+//! which kubectl 1.30+ asks for first and recognises by the response's Content-Type. The table is
+//! the server's current one, so an established CRD's resources appear at once.
 
 use axum::response::Response;
 use bytes::Bytes;
@@ -8,7 +9,7 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
 use crate::content;
-use crate::resources::{self, subresource_kind, subresource_verbs, Resource};
+use crate::resources::{subresource_kind, subresource_verbs, Resource, ResourceTable};
 use crate::status::ApiError;
 
 /// Which aggregated-discovery version the Accept header asks for, if any.
@@ -44,28 +45,29 @@ pub fn serve(
     path: &str,
     headers: &HeaderMap,
     server_address: &str,
+    table: &ResourceTable,
 ) -> Option<Result<Response, ApiError>> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let doc = match parts.as_slice() {
         ["api"] => match aggregated_version(headers) {
-            Some(v) => return Some(Ok(aggregated(v, true))),
+            Some(v) => return Some(Ok(aggregated(v, true, table))),
             None => json!({"kind": "APIVersions", "versions": ["v1"],
                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]}),
         },
         ["apis"] => match aggregated_version(headers) {
-            Some(v) => return Some(Ok(aggregated(v, false))),
+            Some(v) => return Some(Ok(aggregated(v, false, table))),
             None => json!({"kind": "APIGroupList", "apiVersion": "v1",
-                "groups": resources::groups().iter().map(|(g, vs)| api_group(g, vs)).collect::<Vec<_>>()}),
+                "groups": table.groups().iter().map(|(g, vs)| api_group(g, vs)).collect::<Vec<_>>()}),
         },
-        ["api", "v1"] => resource_list("", "v1")?,
+        ["api", "v1"] => resource_list("", "v1", table)?,
         ["apis", group] => {
-            let (g, vs) = resources::groups().into_iter().find(|(g, _)| g == group)?;
+            let (g, vs) = table.groups().into_iter().find(|(g, _)| g == group)?;
             let mut doc = api_group(g, &vs);
             doc["kind"] = json!("APIGroup");
             doc["apiVersion"] = json!("v1");
             doc
         }
-        ["apis", group, version] => resource_list(group, version)?,
+        ["apis", group, version] => resource_list(group, version, table)?,
         _ => return None,
     };
     Some(Ok(content::respond(
@@ -83,12 +85,12 @@ fn api_group(group: &str, versions: &[&str]) -> Value {
     json!({"name": group, "versions": vs, "preferredVersion": vs[0].clone()})
 }
 
-fn resource_list(group: &str, version: &str) -> Option<Value> {
+fn resource_list(group: &str, version: &str, table: &ResourceTable) -> Option<Value> {
     let mut list = Vec::new();
-    for r in resources::in_group_version(group, version) {
-        list.push(api_resource(r));
+    for r in table.in_group_version(group, version) {
+        list.push(api_resource(&r));
         for sub in r.subresources {
-            let (g, v, kind) = subresource_kind(r, sub);
+            let (g, v, kind) = subresource_kind(&r, sub);
             let mut s = json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced,
                                "kind": kind, "verbs": subresource_verbs(sub)});
             if (g, v) != (r.group, r.version) {
@@ -118,15 +120,15 @@ fn api_resource(r: &Resource) -> Value {
     v
 }
 
-fn aggregated(version: &'static str, core: bool) -> Response {
+fn aggregated(version: &'static str, core: bool, table: &ResourceTable) -> Response {
     let groups: Vec<(&str, Vec<&str>)> = if core {
         vec![("", vec!["v1"])]
     } else {
-        resources::groups()
+        table.groups()
     };
     let items: Vec<Value> = groups
         .iter()
-        .map(|(g, vs)| discovery_group(g, vs))
+        .map(|(g, vs)| discovery_group(g, vs, table))
         .collect();
     let doc = json!({"kind": "APIGroupDiscoveryList", "apiVersion": format!("apidiscovery.k8s.io/{version}"),
                      "metadata": {}, "items": items});
@@ -145,7 +147,7 @@ fn aggregated(version: &'static str, core: bool) -> Response {
     resp
 }
 
-fn discovery_group(group: &str, versions: &[&str]) -> Value {
+fn discovery_group(group: &str, versions: &[&str], table: &ResourceTable) -> Value {
     let mut meta = json!({"creationTimestamp": null});
     if !group.is_empty() {
         meta["name"] = json!(group);
@@ -153,8 +155,10 @@ fn discovery_group(group: &str, versions: &[&str]) -> Value {
     let vs: Vec<Value> = versions
         .iter()
         .map(|v| {
-            let res: Vec<Value> = resources::in_group_version(group, v)
-                .map(discovery_resource)
+            let res: Vec<Value> = table
+                .in_group_version(group, v)
+                .iter()
+                .map(|r| discovery_resource(r))
                 .collect();
             json!({"version": v, "resources": res, "freshness": "Current"})
         })

@@ -17,6 +17,7 @@ pub mod authz;
 mod config;
 mod content;
 mod conversion;
+pub mod crd;
 mod discovery;
 mod health;
 mod list_encoding;

@@ -32,7 +32,7 @@ impl JsonItems {
     /// The whole body: the envelope with `metadata` and these items.
     pub fn finish(self, res: &Resource, meta: Value) -> Vec<u8> {
         let envelope = json!({
-            "kind": format!("{}List", res.kind),
+            "kind": res.list_kind(),
             "apiVersion": res.api_version(),
             "metadata": meta,
             "items": ITEMS_MARK,

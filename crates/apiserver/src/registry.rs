@@ -13,9 +13,9 @@ use crate::allocators::Allocators;
 use crate::authn::UserInfo;
 use crate::authorization::{self, Switch};
 use crate::conversion::{from_storage, to_storage};
-use crate::kinds::{self, Cause};
+use crate::kinds::Cause;
 use crate::metadata::{self, has_finalizers};
-use crate::resources::{self, Resource};
+use crate::resources::{self, Resource, ResourceTable};
 use crate::selectors::Selector;
 use crate::status::{ApiError, ApiResult, Subject};
 use crate::storage::{self, DynStore, Stored, WriteError};
@@ -37,6 +37,8 @@ pub struct Registry {
     /// Who writes through this registry: a client's request ([`Registry::acting_for`]), or
     /// `None` for the server's own writes (bootstrap, finalizer, aggregation), never checked.
     pub requester: Option<UserInfo>,
+    /// The resources this server serves (built-in rows and those of established CRDs).
+    pub resources: Arc<ResourceTable>,
 }
 
 /// Options of a DELETE (query and `DeleteOptions` body).
@@ -169,6 +171,9 @@ impl Registry {
         mut obj: Value,
         dry_run: bool,
     ) -> ApiResult<Value> {
+        if let Some(custom) = res.custom.as_ref().filter(|c| c.terminating) {
+            return Err(custom.terminating_error(res));
+        }
         strategy::prepare_create(res, &mut obj);
         let generate = obj["metadata"]["generateName"]
             .as_str()
@@ -201,12 +206,9 @@ impl Registry {
         dry_run: bool,
     ) -> ApiResult<Value> {
         metadata::prepare_create(res, &mut obj, ns);
-        kinds::apply_defaults(res.group, res.kind, &mut obj);
+        res.apply_defaults(&mut obj);
         let name = metadata::name(&obj).to_string();
-        let causes = merge_causes(
-            metadata::validate(res, &obj),
-            kinds::validate(res.group, res.kind, &obj, None),
-        );
+        let causes = merge_causes(metadata::validate(res, &obj), res.validate(&obj, None));
         if !causes.is_empty() {
             return Err(invalid(res, &name, causes));
         }
@@ -285,14 +287,11 @@ impl Registry {
         dry_run: bool,
     ) -> ApiResult<Value> {
         metadata::prepare_update(res, &mut new, old);
-        kinds::apply_defaults(res.group, res.kind, &mut new);
+        res.apply_defaults(&mut new);
         // A binding sets spec.nodeName, which a pod update may never change: upstream's binding
         // storage writes it without the update rules, so the object is validated as a whole only.
         let update_of = (sub != Some("binding")).then_some(old);
-        let causes = merge_causes(
-            metadata::validate(res, &new),
-            kinds::validate(res.group, res.kind, &new, update_of),
-        );
+        let causes = merge_causes(metadata::validate(res, &new), res.validate(&new, update_of));
         if !causes.is_empty() {
             return Err(invalid(res, name, causes));
         }
@@ -371,6 +370,13 @@ impl Registry {
             && cur.obj["spec"]["finalizers"]
                 .as_array()
                 .is_some_and(|f| !f.is_empty());
+        if let Some(finalizer) = res.delete_finalizer {
+            if cur.obj["metadata"]["deletionTimestamp"].is_null() {
+                return self
+                    .mark_for_cleanup(res, ns, name, cur, finalizer, opts.dry_run)
+                    .await;
+            }
+        }
         if has_finalizers(&cur.obj) || grace.is_some() || spec_finalizers {
             return self
                 .mark_deleting(res, ns, name, cur, grace, is_namespace, opts.dry_run)
@@ -390,6 +396,43 @@ impl Registry {
                     gone: true,
                 })
             }
+            Err(WriteError::Precondition) => Err(conflict(res, name)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The first delete of a resource with a cleanup finalizer (CRDs): adds it with the
+    /// deletionTimestamp, and leaves the object to the controller that cleans up and removes it.
+    async fn mark_for_cleanup(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        cur: &Stored,
+        finalizer: &str,
+        dry_run: bool,
+    ) -> ApiResult<Deleted> {
+        let mut obj = cur.obj.clone();
+        let m = metadata::meta_mut(&mut obj);
+        m.insert("deletionTimestamp".into(), metadata::now_rfc3339().into());
+        m.insert("deletionGracePeriodSeconds".into(), 0.into());
+        let finalizers = m.entry("finalizers").or_insert_with(|| json!([]));
+        if let Some(list) = finalizers.as_array_mut() {
+            if !list.iter().any(|f| f == finalizer) {
+                list.push(finalizer.into());
+            }
+        }
+        if dry_run {
+            return Ok(Deleted {
+                obj: from_storage(res, obj),
+                gone: false,
+            });
+        }
+        match storage::update(&self.store, &res.key(ns, name), &obj, cur.mod_revision).await {
+            Ok(rev) => Ok(Deleted {
+                obj: from_storage(res, storage::with_revision(obj, rev)),
+                gone: false,
+            }),
             Err(WriteError::Precondition) => Err(conflict(res, name)),
             Err(e) => Err(e.into()),
         }
@@ -727,6 +770,7 @@ mod tests {
             terminating: mpsc::unbounded_channel().0,
             authorization: Arc::new(Switch::new(mode, rbac)),
             requester: None,
+            resources: Default::default(),
         }
     }
 

@@ -3,7 +3,9 @@
 
 use http::Method;
 
-use crate::resources::{self, Resource};
+use std::sync::Arc;
+
+use crate::resources::{Resource, ResourceTable};
 use crate::status::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +38,7 @@ impl Verb {
 #[derive(Debug, Clone)]
 pub struct RequestInfo {
     pub verb: Verb,
-    pub res: &'static Resource,
+    pub res: Arc<Resource>,
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
@@ -127,6 +129,7 @@ pub fn resolve(
     version: &str,
     rest: &[&str],
     q: &Query,
+    table: &ResourceTable,
 ) -> Result<RequestInfo, ApiError> {
     let mut parts = rest;
     let mut namespace = None;
@@ -137,7 +140,9 @@ pub fn resolve(
         }
     }
     let plural = *parts.first().ok_or(ApiError::NoSuchResource)?;
-    let res = resources::find(group, version, plural).ok_or(ApiError::NoSuchResource)?;
+    let res = table
+        .find(group, version, plural)
+        .ok_or(ApiError::NoSuchResource)?;
     let name = parts.get(1).map(|s| s.to_string());
     let subresource = parts.get(2).map(|s| s.to_string());
     if parts.len() > 3 {
@@ -179,7 +184,7 @@ fn verb_for(
         ("GET" | "HEAD", false, _) if watch => Verb::Watch,
         ("GET" | "HEAD", false, _) => Verb::List,
         ("POST", false, _) => Verb::Create,
-        ("POST", true, Some("binding" | "token")) => Verb::Create,
+        ("POST", true, Some("binding" | "token" | "eviction")) => Verb::Create,
         ("PUT", true, _) => Verb::Update,
         ("PATCH", true, _) => Verb::Patch,
         ("DELETE", true, None) => Verb::Delete,
@@ -194,7 +199,14 @@ mod tests {
 
     fn info(method: Method, path: &str) -> Result<RequestInfo, ApiError> {
         let (g, v, rest) = split_api_path(path).unwrap();
-        resolve(&method, g, v, &rest, &Query::default())
+        resolve(
+            &method,
+            g,
+            v,
+            &rest,
+            &Query::default(),
+            &ResourceTable::default(),
+        )
     }
 
     #[test]

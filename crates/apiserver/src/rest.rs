@@ -30,8 +30,8 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
-    fn res(&self) -> &'static Resource {
-        self.info.res
+    fn res(&self) -> &Resource {
+        &self.info.res
     }
 
     fn ns(&self) -> Option<&str> {
@@ -144,7 +144,14 @@ impl Call<'_> {
         version: &str,
     ) -> ApiResult<Vec<String>> {
         let (group, v) = version.split_once('/').unwrap_or(("", version));
-        let findings = crate::protobuf::fields::check(obj, group, v, kind);
+        let findings = match &self.info.res.custom {
+            // A custom resource's unknown fields are those its schema would prune.
+            Some(custom) if kind == self.info.res.kind => crate::protobuf::fields::Findings {
+                unknown: custom.unknown_fields(obj),
+                ..Default::default()
+            },
+            _ => crate::protobuf::fields::check(obj, group, v, kind),
+        };
         let cannot = |detail: String| {
             ApiError::BadRequest(format!(
                 "{kind} in version \"{v}\" cannot be handled as a {kind}: {detail}"
@@ -229,7 +236,7 @@ async fn list(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
             let mut items = result.items;
             items.iter_mut().for_each(strip_type);
             let r = call.res();
-            json!({"kind": format!("{}List", r.kind), "apiVersion": r.api_version(), "metadata": meta, "items": items})
+            json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": meta, "items": items})
         }
     };
     Ok(content::respond(StatusCode::OK, &value, output))
@@ -487,7 +494,7 @@ async fn delete_collection(call: &Call<'_>, output: Output) -> Result<Response, 
         }
     }
     items.iter_mut().for_each(strip_type);
-    let list = json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": {}, "items": items});
+    let list = json!({"kind": res.list_kind(), "apiVersion": res.api_version(), "metadata": {}, "items": items});
     Ok(content::respond(StatusCode::OK, &list, plain(output)))
 }
 

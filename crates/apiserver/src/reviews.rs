@@ -15,7 +15,7 @@ use crate::rest::Call;
 use crate::status::ApiResult;
 
 pub async fn create(call: &Call<'_>) -> ApiResult<Response> {
-    let res = call.info.res;
+    let res = &*call.info.res;
     let mut obj = call.body_object(res.kind, &res.api_version())?;
     let status = match res.kind {
         "TokenReview" => token_review(call, &obj).await,

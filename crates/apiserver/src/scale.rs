@@ -3,8 +3,10 @@
 
 use serde_json::{json, Value};
 
+use crate::crd::{jsonpath, ScalePaths};
 use crate::patch::Patch;
 use crate::registry::check_type;
+use crate::resources::Resource;
 use crate::rest::Call;
 use crate::status::{cause, ApiError, ApiResult, Subject};
 
@@ -36,7 +38,41 @@ fn selector_string(sel: &Value) -> String {
     parts.join(",")
 }
 
-fn to_scale(parent: &Value) -> Value {
+/// A custom resource's scale paths (its CRD's `subresources.scale`), None for built-ins.
+fn custom_paths(res: &Resource) -> Option<&ScalePaths> {
+    res.custom.as_ref().and_then(|c| c.scale.as_ref())
+}
+
+fn at<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    jsonpath::Path::parse(path).ok()?.first(obj)
+}
+
+fn to_scale(res: &Resource, parent: &Value) -> Value {
+    let mut scale = builtin_scale(parent);
+    if let Some(paths) = custom_paths(res) {
+        scale["spec"]["replicas"] = json!(at(parent, &paths.spec_replicas)
+            .and_then(Value::as_i64)
+            .unwrap_or(0));
+        scale["status"]["replicas"] = json!(at(parent, &paths.status_replicas)
+            .and_then(Value::as_i64)
+            .unwrap_or(0));
+        let selector = paths
+            .label_selector
+            .as_deref()
+            .and_then(|p| at(parent, p))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        scale["status"]["selector"] = json!(selector);
+        if selector.is_empty() {
+            if let Some(s) = scale["status"].as_object_mut() {
+                s.remove("selector");
+            }
+        }
+    }
+    scale
+}
+
+fn builtin_scale(parent: &Value) -> Value {
     let m = &parent["metadata"];
     json!({
         "kind": "Scale",
@@ -57,12 +93,12 @@ pub async fn get(call: &Call<'_>) -> ApiResult<Value> {
     let parent = call
         .registry
         .get(
-            call.info.res,
+            &call.info.res,
             call.info.namespace.as_deref(),
             call.info.name.as_deref().unwrap_or(""),
         )
         .await?;
-    Ok(to_scale(&parent))
+    Ok(to_scale(&call.info.res, &parent))
 }
 
 /// PUT or PATCH of the Scale: only spec.replicas reaches the parent.
@@ -79,7 +115,7 @@ pub async fn write(call: &Call<'_>) -> ApiResult<Value> {
     let updated = call
         .registry
         .update_with(
-            call.info.res,
+            &call.info.res,
             call.info.namespace.as_deref(),
             &name,
             None,
@@ -87,18 +123,26 @@ pub async fn write(call: &Call<'_>) -> ApiResult<Value> {
             |old| {
                 let scale = match (&put_body, &patch) {
                     (Some(b), _) => b.clone(),
-                    (None, Some(p)) => p.apply(&to_scale(old), ("autoscaling", "v1", "Scale"))?,
+                    (None, Some(p)) => p.apply(
+                        &to_scale(&call.info.res, old),
+                        ("autoscaling", "v1", "Scale"),
+                    )?,
                     _ => return Err(ApiError::MethodNotAllowed),
                 };
-                check_type(call.info.res, &scale, "Scale", "autoscaling/v1")?;
-                apply_replicas(old, &scale, &name)
+                check_type(&call.info.res, &scale, "Scale", "autoscaling/v1")?;
+                apply_replicas(custom_paths(&call.info.res), old, &scale, &name)
             },
         )
         .await?;
-    Ok(to_scale(&updated))
+    Ok(to_scale(&call.info.res, &updated))
 }
 
-fn apply_replicas(old: &Value, scale: &Value, name: &str) -> ApiResult<Value> {
+fn apply_replicas(
+    paths: Option<&ScalePaths>,
+    old: &Value,
+    scale: &Value,
+    name: &str,
+) -> ApiResult<Value> {
     let replicas = scale["spec"]["replicas"].as_i64().unwrap_or(0);
     if replicas < 0 {
         let c = cause(
@@ -112,7 +156,22 @@ fn apply_replicas(old: &Value, scale: &Value, name: &str) -> ApiResult<Value> {
         ));
     }
     let mut new = old.clone();
-    new["spec"]["replicas"] = json!(replicas);
+    let spec_path = paths.map_or(".spec.replicas", |p| p.spec_replicas.as_str());
+    let fields = jsonpath::Path::parse(spec_path)
+        .ok()
+        .and_then(|p| {
+            p.fields()
+                .map(|f| f.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        })
+        .unwrap_or_else(|| vec!["spec".into(), "replicas".into()]);
+    let mut slot = &mut new;
+    for f in &fields {
+        if !slot.is_object() {
+            *slot = json!({});
+        }
+        slot = &mut slot[f.as_str()];
+    }
+    *slot = json!(replicas);
     new["metadata"]["resourceVersion"] = scale["metadata"]["resourceVersion"].clone();
     if new["metadata"]["resourceVersion"]
         .as_str()
@@ -133,7 +192,10 @@ mod tests {
     #[test]
     fn scale_view() {
         let d = json!({"metadata": {"name": "d", "resourceVersion": "9"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "x"}}}, "status": {"replicas": 1}});
-        let s = to_scale(&d);
+        let s = to_scale(
+            crate::resources::find("apps", "v1", "deployments").unwrap(),
+            &d,
+        );
         assert_eq!(s["spec"]["replicas"], 2);
         assert_eq!(s["status"]["selector"], "app=x");
         assert_eq!(s["metadata"]["resourceVersion"], "9");

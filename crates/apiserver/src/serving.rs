@@ -154,6 +154,7 @@ impl Server {
             terminating,
             authorization: switch.clone(),
             requester: None,
+            resources: Default::default(),
         });
         namespaces::bootstrap(&registry, advertise, port)
             .await
@@ -161,7 +162,8 @@ impl Server {
         authorization::bootstrap::reconcile_all(&registry)
             .await
             .map_err(ServeError::Bootstrap)?;
-        let background = start_authorization(&registry, &switch, &config).await?;
+        let mut background = start_authorization(&registry, &switch, &config).await?;
+        background.push(crate::crd::controller::start(registry.clone()).await);
         let app = Arc::new(App {
             registry,
             authn: Authenticator::from_config(&config, store.clone())?,
@@ -501,7 +503,14 @@ async fn route(
         request::split_api_path(&path).filter(|(_, _, rest)| !rest.is_empty())
     {
         let query = Query::parse(req.uri().query())?;
-        let info = request::resolve(req.method(), group, version, &rest, &query)?;
+        let info = request::resolve(
+            req.method(),
+            group,
+            version,
+            &rest,
+            &query,
+            &app.registry.resources,
+        )?;
         *kind = metric_kind(&info);
         if app.audit.is_some() {
             *audited = Some(info.clone());
@@ -537,8 +546,9 @@ async fn non_resource(app: &App, path: &str, req: Request) -> Result<Response, A
     if let Some(resp) = health::serve(path, req.uri().query(), &app.store).await {
         return Ok(resp);
     }
-    if let Some(resp) =
-        crate::openapi::serve(path).or_else(|| crate::openapi::serve_v2(path, req.headers()))
+    let table = &app.registry.resources;
+    if let Some(resp) = crate::openapi::serve(path, table)
+        .or_else(|| crate::openapi::serve_v2(path, req.headers(), table))
     {
         return Ok(resp);
     }
@@ -549,7 +559,12 @@ async fn non_resource(app: &App, path: &str, req: Request) -> Result<Response, A
             Bytes::from(app.metrics.encode()),
             "text/plain; version=0.0.4; charset=utf-8",
         )),
-        _ => match discovery::serve(path, req.headers(), &app.server_address) {
+        _ => match discovery::serve(
+            path,
+            req.headers(),
+            &app.server_address,
+            &app.registry.resources,
+        ) {
             Some(r) => r,
             None => Err(ApiError::NoSuchResource),
         },

@@ -32,7 +32,7 @@ type Chunk = Result<Bytes, std::convert::Infallible>;
 
 /// What one watcher filters and how it encodes.
 struct Watcher {
-    res: &'static Resource,
+    res: Arc<Resource>,
     /// Keys under this prefix are watched; for a watch on one named object, only this key.
     prefix: String,
     exact: bool,
@@ -43,9 +43,9 @@ struct Watcher {
 }
 
 pub async fn serve(call: &Call<'_>, output: Output) -> ApiResult<Response> {
-    let res = call.info.res;
+    let res = &call.info.res;
     let w = Watcher {
-        res,
+        res: res.clone(),
         prefix: match &call.info.name {
             Some(name) => res.key(call.info.namespace.as_deref(), name),
             None => res.scope_prefix(call.info.namespace.as_deref()),
@@ -155,7 +155,7 @@ impl Watcher {
         let object = match self.output {
             Output::Table => {
                 let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"].clone()});
-                table::table(self.res, std::slice::from_ref(obj), meta, self.include)
+                table::table(&self.res, std::slice::from_ref(obj), meta, self.include)
             }
             Output::PartialObjectMetadata => table::partial_metadata(obj),
             _ => obj.clone(),
@@ -187,17 +187,17 @@ impl Watcher {
         let obj = if passthrough {
             None
         } else {
-            Some(from_storage(self.res, ev.obj.clone()))
+            Some(from_storage(&self.res, ev.obj.clone()))
         };
         let view = obj.as_ref().unwrap_or(&ev.obj);
-        let now = self.selector.matches(self.res, view);
+        let now = self.selector.matches(&self.res, view);
         let before = match (&ev.prev, ev.created) {
             (_, true) => false,
             _ if self.selector.is_empty() => true,
             (Some(p), _) if self.converts() => self
                 .selector
-                .matches(self.res, &from_storage(self.res, p.clone())),
-            (Some(p), _) => self.selector.matches(self.res, p),
+                .matches(&self.res, &from_storage(&self.res, p.clone())),
+            (Some(p), _) => self.selector.matches(&self.res, p),
             (None, _) => now,
         };
         let kind = match (ev.deleted, before, now) {

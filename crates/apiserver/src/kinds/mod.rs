@@ -30,6 +30,9 @@ mod validation;
 
 pub use duration::{human_duration, parse_rfc3339};
 pub use events::convert_event;
+pub use format::selector_string;
+/// Upstream's name syntaxes (DNS-1123/1035 labels and subdomains, ...), for other validators.
+pub(crate) use validation::names;
 
 use serde_json::Value;
 

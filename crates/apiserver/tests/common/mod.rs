@@ -212,6 +212,17 @@ impl TestServer {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// A kubectl binary's run that must fail; returns stderr.
+    pub async fn fails_v(&self, version: Option<&str>, args: &[&str]) -> String {
+        let out = self.kubectl_v(version, args).await;
+        assert!(
+            !out.status.success(),
+            "kubectl {version:?} {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// Writes a manifest into the test directory and returns its path.
     pub fn file(&self, name: &str, content: &str) -> String {
         let path = self.dir.path().join(name);

@@ -127,6 +127,7 @@ const PRINTERS: &[Printer] = &[
     printer("rbac.authorization.k8s.io", "RoleBinding", cluster::ROLE_BINDING, cluster::role_binding),
     printer("rbac.authorization.k8s.io", "ClusterRoleBinding", cluster::CLUSTER_ROLE_BINDING, cluster::role_binding),
     printer("storage.k8s.io", "StorageClass", cluster::STORAGE_CLASS, cluster::storage_class),
+    printer("apiextensions.k8s.io", "CustomResourceDefinition", CREATED_AT, created_at_row),
     printer("scheduling.k8s.io", "PriorityClass", cluster::PRIORITY_CLASS, cluster::priority_class),
 ];
 

@@ -7,7 +7,7 @@ mod core;
 mod errors;
 mod events;
 mod meta;
-mod names;
+pub(crate) mod names;
 mod pod;
 mod resources;
 mod scheduling;
