@@ -86,8 +86,9 @@ image() {
   printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
 
   (cd "$layout" && tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
-     -cf "$file.tmp" oci-layout index.json blobs)
-  mv "$file.tmp" "$file"
+     -cf "$file.tmp.$$" oci-layout index.json blobs)
+  # Renamed into place: a test that reads it meanwhile never sees half a tarball.
+  mv "$file.tmp.$$" "$file"
   echo "built $file: $name ($*) sha256:$m_digest"
 }
 
