@@ -26,6 +26,7 @@ mod metrics;
 mod namespaces;
 mod openapi;
 mod patch;
+mod propagation;
 mod protobuf;
 pub mod rbac;
 mod registry;

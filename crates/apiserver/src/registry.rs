@@ -1,13 +1,12 @@
 //! The generic registry: create, read, update, delete and list for every resource in the table,
 //! with upstream's object semantics (server-owned metadata, defaulting and validation, optimistic
 //! concurrency, finalizers and graceful deletion, namespace checks). The HTTP layer (`rest`) and
-//! the namespace finalizer both work through it.
+//! the API server's own bootstrap both work through it.
 
 use std::sync::Arc;
 
 use base64::Engine as _;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 use crate::allocators::Allocators;
 use crate::authn::UserInfo;
@@ -30,8 +29,6 @@ pub struct Registry {
     pub store: DynStore,
     pub cache: Arc<WatchCache>,
     pub allocators: Arc<Allocators>,
-    /// Names of namespaces that entered Terminating; the namespace finalizer empties them.
-    pub terminating: mpsc::UnboundedSender<String>,
     /// The server's authorizer, for the RBAC escalation checks on writes.
     pub authorization: Arc<Switch>,
     /// Who writes through this registry: a client's request ([`Registry::acting_for`]), or
@@ -48,6 +45,7 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     pub resource_version: Option<String>,
     pub dry_run: bool,
+    pub propagation: crate::propagation::Propagation,
 }
 
 /// What a delete did: removed the object, or marked it and left it for finalizers/grace.
@@ -364,6 +362,24 @@ impl Registry {
         cur: &Stored,
         opts: &DeleteOptions,
     ) -> ApiResult<Deleted> {
+        // Deletion propagation: the garbage-collection finalizer the request asks for.
+        let marked;
+        let cur = match opts.propagation.finalizers(&cur.obj) {
+            Some(f) if !cur.obj["metadata"]["deletionTimestamp"].is_null() => {
+                let mut obj = cur.obj.clone();
+                obj["metadata"]["finalizers"] = f.into();
+                return self
+                    .write_deleting(res, ns, name, cur, obj, opts.dry_run)
+                    .await;
+            }
+            Some(f) => {
+                let mut obj = cur.obj.clone();
+                obj["metadata"]["finalizers"] = f.into();
+                marked = Stored { obj, ..cur.clone() };
+                &marked
+            }
+            None => cur,
+        };
         let is_namespace = res.plural == "namespaces" && res.group.is_empty();
         let grace = strategy::grace_period(res, &cur.obj, opts.grace_period);
         let spec_finalizers = is_namespace
@@ -438,6 +454,33 @@ impl Registry {
         }
     }
 
+    /// Stores a deleting object's changed finalizers, removing it when none is left to wait for.
+    async fn write_deleting(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        cur: &Stored,
+        obj: Value,
+        dry_run: bool,
+    ) -> ApiResult<Deleted> {
+        let gone = finished_deleting(res, &obj);
+        let key = res.key(ns, name);
+        let written = match (dry_run, gone) {
+            (true, _) => Ok(cur.mod_revision),
+            (false, true) => storage::delete(&self.store, &key, cur.mod_revision).await,
+            (false, false) => storage::update(&self.store, &key, &obj, cur.mod_revision).await,
+        };
+        match written {
+            Ok(rev) => Ok(Deleted {
+                obj: from_storage(res, storage::with_revision(obj, rev)),
+                gone,
+            }),
+            Err(WriteError::Precondition) => Err(conflict(res, name)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Sets deletionTimestamp (once) and leaves the object for its finalizers, its kubelet or the
     /// namespace finalizer.
     #[allow(clippy::too_many_arguments)]
@@ -486,9 +529,6 @@ impl Registry {
                 Err(WriteError::Precondition) => return Err(conflict(res, name)),
                 Err(e) => return Err(e.into()),
             };
-        if is_namespace {
-            let _ = self.terminating.send(name.to_string());
-        }
         Ok(Deleted {
             obj: from_storage(res, storage::with_revision(obj, rev)),
             gone: false,
@@ -767,7 +807,6 @@ mod tests {
                 crate::allocators::Cidr::parse("10.152.183.0/24").expect("cidr"),
                 30000..=32767,
             )),
-            terminating: mpsc::unbounded_channel().0,
             authorization: Arc::new(Switch::new(mode, rbac)),
             requester: None,
             resources: Default::default(),

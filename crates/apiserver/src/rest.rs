@@ -303,10 +303,6 @@ async fn create(call: &Call<'_>, output: Output) -> Result<Response, ApiError> {
         .registry
         .create(res, call.ns(), obj, call.query.dry_run)
         .await?;
-    if res.plural == "namespaces" && res.group.is_empty() && !call.query.dry_run {
-        let name = created["metadata"]["name"].as_str().unwrap_or("");
-        crate::namespaces::ensure_default_service_account(call.registry, name).await?;
-    }
     Ok(with_warnings(
         call.render_one(StatusCode::CREATED, created, output),
         &warnings,
@@ -414,10 +410,6 @@ async fn apply_patch(
         Err(ApiError::NotFound(_)) if call.sub().is_none() => {
             let new = apply(None)?;
             let created = call.registry.create(res, call.ns(), new, dry_run).await?;
-            if res.plural == "namespaces" && res.group.is_empty() && !dry_run {
-                let name = created["metadata"]["name"].as_str().unwrap_or("");
-                crate::namespaces::ensure_default_service_account(call.registry, name).await?;
-            }
             (StatusCode::CREATED, created)
         }
         other => (StatusCode::OK, other?),
@@ -450,6 +442,7 @@ fn delete_options(call: &Call<'_>) -> ApiResult<DeleteOptions> {
             .as_str()
             .map(String::from),
         dry_run,
+        propagation: crate::propagation::Propagation::from_request(call.parts.uri.query(), &body)?,
     })
 }
 

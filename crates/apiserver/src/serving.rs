@@ -18,7 +18,6 @@ use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
@@ -96,7 +95,6 @@ pub struct Server {
     tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,
     insecure: Option<TcpListener>,
-    finalizer: mpsc::UnboundedReceiver<String>,
     /// The RBAC policy follower and the mode follower; stopped with the server.
     background: Vec<JoinHandle<()>>,
 }
@@ -144,14 +142,12 @@ impl Server {
             Cidr::parse(&config.service_cidr)?,
             config.node_port_range.clone(),
         ));
-        let (terminating, finalizer) = mpsc::unbounded_channel();
         let rbac = Arc::new(RbacAuthorizer::default());
         let switch = Arc::new(Switch::new(config.authorization_mode, rbac.clone()));
         let registry = Arc::new(Registry {
             store: store.clone(),
             cache,
             allocators,
-            terminating,
             authorization: switch.clone(),
             requester: None,
             resources: Default::default(),
@@ -182,7 +178,6 @@ impl Server {
             tls,
             listener,
             insecure,
-            finalizer,
             background,
         })
     }
@@ -206,10 +201,6 @@ impl Server {
         let router = Router::new()
             .fallback(dispatch)
             .with_state(self.app.clone());
-        let finalizer = tokio::spawn(namespaces::run_finalizer(
-            self.app.registry.clone(),
-            self.finalizer,
-        ));
         let mut conns = JoinSet::new();
         let acceptor = TlsAcceptor::from(self.tls);
         tokio::pin!(shutdown);
@@ -228,7 +219,6 @@ impl Server {
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
             }
         }
-        finalizer.abort();
         self.background.iter().for_each(JoinHandle::abort);
         // Watches never end by themselves; give ordinary requests a moment, then cut the rest.
         let _ = tokio::time::timeout(Duration::from_secs(2), async {

@@ -358,6 +358,9 @@ async fn authentication() {
     );
 
     // A bound token names its service account's uid; a token for an older incarnation is refused.
+    // The account the controller manager would have made.
+    s.ok(&["create", "sa", "default", "-n", "kube-system"])
+        .await;
     let sa_uid = s
         .ok(&[
             "get",

@@ -216,7 +216,12 @@ async fn create_generators_protobuf() {
         ])
         .await;
     assert_eq!(np, "NodePort 8080");
-    s.ok(&["delete", "ns", "gen"]).await;
+    // The namespace controller (not running here) empties it; the API server marks it.
+    s.ok(&["delete", "ns", "gen", "--wait=false"]).await;
+    let phase = s
+        .ok(&["get", "ns", "gen", "-o", "jsonpath={.status.phase}"])
+        .await;
+    assert_eq!(phase, "Terminating");
     s.stop().await;
 }
 
@@ -467,46 +472,11 @@ async fn get_watch_prints_events() {
     s.stop().await;
 }
 
+/// Emptying and removing a deleted namespace is the controller manager's (tested with the
+/// controllers: crates/controllers/tests/namespace.rs); the API server refuses to delete `default`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_namespace_with_contents() {
+async fn default_namespace_cannot_be_deleted() {
     let s = TestServer::start().await;
-    s.ok_v(Some("1.27"), &["create", "ns", "doomed"]).await;
-    s.ok_v(
-        Some("1.27"),
-        &[
-            "create",
-            "configmap",
-            "c1",
-            "-n",
-            "doomed",
-            "--from-literal=a=b",
-        ],
-    )
-    .await;
-    s.ok_v(
-        Some("1.27"),
-        &[
-            "create",
-            "deployment",
-            "d",
-            "-n",
-            "doomed",
-            "--image=busybox",
-        ],
-    )
-    .await;
-    s.ok(&["delete", "ns", "doomed", "--timeout=30s"]).await;
-    let err = s.fails(&["get", "ns", "doomed"]).await;
-    assert!(err.contains("not found"), "{err}");
-    let out = s
-        .kubectl_v(Some("1.27"), &["create", "configmap", "c2", "-n", "doomed"])
-        .await;
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("namespaces \"doomed\" not found"), "{err}");
-    let left = s
-        .ok(&["get", "cm,deploy", "-n", "doomed", "-o", "name"])
-        .await;
-    assert_eq!(left.trim(), "");
     let err = s.fails(&["delete", "ns", "default"]).await;
     assert!(err.contains("forbidden"), "{err}");
     s.stop().await;

@@ -12,6 +12,7 @@
 //! that fails, with backoff, without touching the others.
 
 pub mod context;
+pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod informer;
@@ -34,7 +35,9 @@ pub mod namespace;
 pub mod node_lifecycle;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod root_ca_cert_publisher;
 pub mod serviceaccount;
+pub mod serviceaccount_token;
 pub mod statefulset;
 pub mod ttl_after_finished;
 

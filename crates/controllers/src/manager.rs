@@ -31,6 +31,12 @@ pub const CONTROLLERS: &[(&str, Start)] = &[
     ("serviceaccount", |c| {
         Box::pin(crate::serviceaccount::run(c))
     }),
+    ("serviceaccount-token", |c| {
+        Box::pin(crate::serviceaccount_token::run(c))
+    }),
+    ("root-ca-cert-publisher", |c| {
+        Box::pin(crate::root_ca_cert_publisher::run(c))
+    }),
     ("garbagecollector", |c| {
         Box::pin(crate::garbage_collector::run(c))
     }),
@@ -59,6 +65,10 @@ pub struct Config {
     /// How often every ResourceQuota's usage is recalculated in full (upstream's
     /// `--resource-quota-sync-period`).
     pub resource_quota_sync_period: Duration,
+    /// The service-account signing key (`credentials/serviceaccount.key`) legacy token secrets
+    /// are signed with (upstream's `--service-account-private-key-file`); `None` leaves them
+    /// empty.
+    pub service_account_key: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -71,6 +81,7 @@ impl Default for Config {
             metrics: Metrics::default(),
             node_lifecycle: Default::default(),
             resource_quota_sync_period: Duration::from_secs(300),
+            service_account_key: None,
         }
     }
 }

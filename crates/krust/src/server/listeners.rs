@@ -96,6 +96,7 @@ async fn start_controller_manager(
     metrics.register(&mut registry);
     let config = controllers::Config {
         metrics,
+        service_account_key: Some(paths.service_account_key.clone()),
         ..Default::default()
     };
     running.spawn("controller manager", move |stop| async move {
