@@ -356,10 +356,45 @@ async fn crd_lifecycle_with_kubectl() {
     );
 
     // kubectl explain reads the schema from /openapi/v3.
-    let explain = s.ok(&["explain", "widgets.spec"]).await;
+    for v in [None, Some("1.27")] {
+        let explain = s.ok_v(v, &["explain", "widgets.spec"]).await;
+        assert!(
+            explain.contains("replicas") && explain.contains("maxReplicas"),
+            "{v:?}: {explain}"
+        );
+    }
+
+    // Server-side apply of a custom resource; strategic merge patch is refused as upstream.
+    let ssa = s.file("ssa.yaml", &widget("ssa", "{replicas: 1, color: blue}"));
+    let out = s.ok(&["apply", "--server-side", "-f", &ssa]).await;
     assert!(
-        explain.contains("replicas") && explain.contains("maxReplicas"),
-        "{explain}"
+        out.contains("widget.example.com/ssa serverside-applied"),
+        "{out}"
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "wd",
+            "ssa",
+            "-o",
+            "jsonpath={.spec.color}/{.spec.maxReplicas}"
+        ])
+        .await,
+        "blue/10"
+    );
+    let err = s
+        .fails(&[
+            "patch",
+            "wd",
+            "ssa",
+            "--type=strategic",
+            "-p",
+            r#"{"spec":{"replicas":2}}"#,
+        ])
+        .await;
+    assert!(
+        err.contains("application/strategic-merge-patch+json is not supported"),
+        "{err}"
     );
 
     // A second CRD claiming the same kind in the group is not accepted.
