@@ -18,6 +18,8 @@ pub mod merge;
 pub mod schema;
 pub mod typed;
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 pub use fieldset::PathElement;
@@ -110,11 +112,11 @@ pub fn manager_name(
 }
 
 /// The type tree of a served resource: the built-in table's, else the deduced one.
-pub fn schema_for(res: &Resource) -> (&'static Schema, TypeRef) {
+pub fn schema_for(res: &Resource) -> (Arc<Schema>, TypeRef) {
     let builtin = Schema::builtin();
     match builtin.kind(res.group, res.version, res.kind) {
-        Some(t) => (builtin, t),
-        None => (Schema::deduced(), schema::DEDUCED),
+        Some(t) => (builtin.clone(), t),
+        None => (Schema::deduced().clone(), schema::DEDUCED),
     }
 }
 
@@ -137,7 +139,7 @@ fn with_manager<T>(res: &Resource, sub: Option<&str>, f: impl FnOnce(&FieldManag
     let api_version = res.api_version();
     let fm = FieldManager {
         updater: Updater {
-            schema,
+            schema: &schema,
             root,
             ignore: ignore_for(res, sub),
         },

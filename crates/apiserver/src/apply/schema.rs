@@ -9,7 +9,7 @@
 //! `x-kubernetes-list-map-keys`, `x-kubernetes-map-type` and `x-kubernetes-preserve-unknown-fields`.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use serde_json::Value;
 
@@ -60,7 +60,7 @@ pub enum Atom {
 }
 
 /// A set of types, addressed by [`TypeRef`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Schema {
     atoms: Vec<Atom>,
     kinds: HashMap<String, TypeRef>,
@@ -103,20 +103,39 @@ impl Schema {
     }
 
     /// The built-in kinds' types, parsed once.
-    pub fn builtin() -> &'static Schema {
-        static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    pub fn builtin() -> &'static Arc<Schema> {
+        static SCHEMA: OnceLock<Arc<Schema>> = OnceLock::new();
         SCHEMA.get_or_init(|| {
-            Schema::parse_table(TABLE).unwrap_or_else(|e| {
+            Arc::new(Schema::parse_table(TABLE).unwrap_or_else(|e| {
                 tracing::error!("apply type table: {e}");
                 Schema::empty()
-            })
+            }))
         })
     }
 
     /// A schema with only the deduced type (for kinds nothing is known about).
-    pub fn deduced() -> &'static Schema {
-        static SCHEMA: OnceLock<Schema> = OnceLock::new();
-        SCHEMA.get_or_init(Schema::empty)
+    pub fn deduced() -> &'static Arc<Schema> {
+        static SCHEMA: OnceLock<Arc<Schema>> = OnceLock::new();
+        SCHEMA.get_or_init(|| Arc::new(Schema::empty()))
+    }
+
+    /// [`Schema::from_openapi_v3`] of a custom resource's schema, converted once per schema
+    /// value (kept while the value is).
+    pub fn custom(schema: &Arc<Value>) -> (Arc<Schema>, TypeRef) {
+        type Cache = Vec<(Weak<Value>, Arc<Schema>, TypeRef)>;
+        static CACHE: Mutex<Cache> = Mutex::new(Vec::new());
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|(w, _, _)| w.strong_count() > 0);
+        if let Some((_, s, t)) = cache
+            .iter()
+            .find(|(w, _, _)| w.upgrade().is_some_and(|v| Arc::ptr_eq(&v, schema)))
+        {
+            return (s.clone(), *t);
+        }
+        let (s, t) = Schema::from_openapi_v3(schema);
+        let s = Arc::new(s);
+        cache.push((Arc::downgrade(schema), s.clone(), t));
+        (s, t)
     }
 
     /// The root type of a built-in kind (`group` empty for the core group).
@@ -225,10 +244,24 @@ impl Schema {
     }
 
     /// Converts a structural OpenAPI v3 schema (a CRD version's `openAPIV3Schema`) into a schema
-    /// whose root type is returned with it, as upstream's CRD handler does for apply.
+    /// whose root type is returned with it, as upstream's CRD handler does for apply: the
+    /// object's `metadata` is always the built-in ObjectMeta, whatever the schema says of it.
     pub fn from_openapi_v3(root: &Value) -> (Schema, TypeRef) {
-        let mut s = Schema::empty();
+        let builtin = Schema::builtin();
+        let mut s = Schema {
+            atoms: builtin.atoms.clone(),
+            kinds: HashMap::new(),
+        };
+        let meta = builtin
+            .kind("", "v1", "ConfigMap")
+            .and_then(|t| match builtin.resolve(t) {
+                Resolved::Map(m, _) => m.fields.get("metadata").copied(),
+                _ => None,
+            });
         let t = s.v3_type(root);
+        if let (Some(meta), Some(Atom::Map(m))) = (meta, s.atoms.get_mut(t)) {
+            m.fields.insert("metadata".into(), meta);
+        }
         (s, t)
     }
 
@@ -308,5 +341,54 @@ impl Schema {
                 other => other,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn custom_resource_schema() {
+        let crd = json!({"type": "object", "properties": {
+            "metadata": {"type": "object"},
+            "spec": {"type": "object", "properties": {
+                "replicas": {"type": "integer"},
+                "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                    "items": {"type": "object", "properties": {
+                        "name": {"type": "string"}, "port": {"type": "integer"},
+                        "protocol": {"type": "string", "default": "TCP"}}}},
+                "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+                "args": {"type": "array", "items": {"type": "string"}},
+                "selector": {"type": "object", "x-kubernetes-map-type": "atomic",
+                    "additionalProperties": {"type": "string"}},
+                "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            }},
+        }});
+        let (s, root) = Schema::from_openapi_v3(&crd);
+        let Resolved::Map(obj, false) = s.resolve(root) else {
+            panic!()
+        };
+        let Resolved::Map(meta, false) = s.resolve(obj.fields["metadata"]) else {
+            panic!()
+        };
+        assert!(meta.fields.contains_key("labels"), "metadata is ObjectMeta");
+        let Resolved::Map(spec, false) = s.resolve(obj.fields["spec"]) else {
+            panic!()
+        };
+        let kind = |f: &str| match s.resolve(spec.fields[f]) {
+            Resolved::List(l) => l.kind.clone(),
+            _ => panic!("{f} is a list"),
+        };
+        assert_eq!(kind("ports"), ListKind::Map(vec!["name".into()]));
+        assert_eq!(kind("tags"), ListKind::Set);
+        assert_eq!(kind("args"), ListKind::Atomic);
+        assert!(matches!(
+            s.resolve(spec.fields["selector"]),
+            Resolved::Map(_, true)
+        ));
+        assert!(matches!(s.resolve(spec.fields["extra"]), Resolved::Deduced));
     }
 }
