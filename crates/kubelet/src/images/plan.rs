@@ -593,6 +593,140 @@ mod tests {
         );
     }
 
+    /// Writes an OCI layout tarball from (path, bytes) pairs.
+    fn layout(dir: &std::path::Path, files: &[(String, Vec<u8>)]) -> std::path::PathBuf {
+        let path = dir.join("image.tar");
+        let mut builder = tar::Builder::new(std::fs::File::create(&path).unwrap());
+        for (name, bytes) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, name, &bytes[..]).unwrap();
+        }
+        builder.finish().unwrap();
+        path
+    }
+
+    fn blob(bytes: &[u8]) -> (String, String, Vec<u8>) {
+        let digest = sha256_digest(bytes);
+        let path = blob_path(&digest).unwrap();
+        (digest, path, bytes.to_vec())
+    }
+
+    /// A multi-platform index whose archive holds only this machine's manifest: the others are
+    /// skipped, the index keeps a GC reference to what is there, the name comes from the
+    /// top-level annotation, and the config is labelled with the chain it unpacks to.
+    #[test]
+    fn multi_platform_index_with_one_platform_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layer_digest, layer_path, layer) = blob(b"pretend this is a tar");
+        let diff_id = sha256_digest(b"uncompressed");
+        let config = serde_json::json!({
+            "architecture": host_arch(), "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        });
+        let (config_digest, config_path, config) = blob(config.to_string().as_bytes());
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+        });
+        let (manifest_digest, manifest_path, manifest) = blob(manifest.to_string().as_bytes());
+        let absent = sha256_digest(b"another platform");
+        let index = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": absent, "size": 10, "platform": {"architecture": "s390x", "os": "linux"}},
+                {"mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": manifest.len(), "platform": {"architecture": host_arch(), "os": "linux"}},
+            ],
+        });
+        let (index_digest, index_path, index) = blob(index.to_string().as_bytes());
+        let top = serde_json::json!({"schemaVersion": 2, "manifests": [
+            {"mediaType": OCI_INDEX, "digest": index_digest, "size": index.len(),
+             "annotations": {"org.opencontainers.image.ref.name": "example.com/app:1"}},
+        ]});
+        let path = layout(
+            dir.path(),
+            &[
+                (
+                    "oci-layout".into(),
+                    br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+                ),
+                ("index.json".into(), top.to_string().into_bytes()),
+                (index_path, index),
+                (manifest_path, manifest),
+                (config_path, config),
+                (layer_path, layer),
+            ],
+        );
+        let archive = Archive::open(&path).unwrap();
+        let plan = plan(&archive).unwrap();
+        let kinds: Vec<&str> = plan.blobs.iter().map(|b| b.kind).collect();
+        assert_eq!(kinds, ["layer", "config", "manifest", "index"]);
+        let index_blob = plan.blobs.iter().find(|b| b.kind == "index").unwrap();
+        assert_eq!(
+            index_blob.labels.get("containerd.io/gc.ref.content.m.1"),
+            Some(&manifest_digest)
+        );
+        assert!(!index_blob
+            .labels
+            .contains_key("containerd.io/gc.ref.content.m.0"));
+        let config_blob = plan.blobs.iter().find(|b| b.kind == "config").unwrap();
+        assert_eq!(
+            config_blob
+                .labels
+                .get("containerd.io/gc.ref.snapshot.overlayfs"),
+            Some(&diff_id)
+        );
+        assert_eq!(plan.unpacks.len(), 1);
+        assert_eq!(plan.images.len(), 1);
+        assert_eq!(plan.images[0].name, "example.com/app:1");
+        assert_eq!(plan.images[0].target.digest, index_digest);
+    }
+
+    /// An archive with no image for this machine says which platforms it has; an image with
+    /// no repository name is registered under its config digest.
+    #[test]
+    fn foreign_platform_and_unnamed_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let build = |arch: &str| {
+            let (layer_digest, layer_path, layer) = blob(b"layer");
+            let config = serde_json::json!({
+                "architecture": arch, "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": [sha256_digest(b"u")]},
+            });
+            let (config_digest, config_path, config) = blob(config.to_string().as_bytes());
+            let manifest = serde_json::json!({
+                "schemaVersion": 2,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+            });
+            let (manifest_digest, manifest_path, manifest) = blob(manifest.to_string().as_bytes());
+            let top = serde_json::json!({"manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": manifest.len(),
+                 "annotations": {"org.opencontainers.image.ref.name": "latest"}},
+            ]});
+            let files = vec![
+                ("index.json".to_string(), top.to_string().into_bytes()),
+                (manifest_path, manifest),
+                (config_path, config),
+                (layer_path, layer),
+            ];
+            (files, config_digest)
+        };
+        let (files, _) = build("s390x-not-here");
+        let archive = Archive::open(&layout(dir.path(), &files)).unwrap();
+        let err = plan(&archive).unwrap_err().to_string();
+        assert!(err.contains("holds no image for linux/"), "{err}");
+        assert!(err.contains("linux/s390x-not-here"), "{err}");
+
+        let (files, config_digest) = build(host_arch());
+        let archive = Archive::open(&layout(dir.path(), &files)).unwrap();
+        let plan = plan(&archive).unwrap();
+        assert_eq!(plan.images[0].name, config_digest);
+    }
+
     #[test]
     fn oci_names() {
         let mut a = BTreeMap::new();
