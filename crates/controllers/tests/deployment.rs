@@ -26,6 +26,12 @@ struct Kubelet {
 
 impl Kubelet {
     fn start(client: Client) -> Kubelet {
+        Kubelet::start_except(client, None)
+    }
+
+    /// A kubelet that never gets pods of `image` ready (as if the image could not be pulled).
+    fn start_except(client: Client, image: Option<&str>) -> Kubelet {
+        let broken = image.map(str::to_string);
         let task = tokio::spawn(async move {
             let pods: Api<Pod> = Api::namespaced(client, NS);
             loop {
@@ -35,7 +41,14 @@ impl Kubelet {
                     .map(|l| l.items)
                     .unwrap_or_default()
                 {
-                    if !is_ready(&pod) && pod.metadata.deletion_timestamp.is_none() {
+                    let image = pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.containers[0].image.clone());
+                    if !is_ready(&pod)
+                        && pod.metadata.deletion_timestamp.is_none()
+                        && image != broken
+                    {
                         let _ = make_ready(&pods, &pod.name_any()).await;
                     }
                 }
@@ -556,5 +569,75 @@ async fn old_replica_sets_beyond_the_history_limit_are_deleted() {
         .then_some(())
     })
     .await;
+    cluster.stop().await;
+}
+
+/// Upstream's e2e "deployment should support proportional scaling": a rollout stuck on a bad
+/// image is scaled from 10 to 30, and each ReplicaSet takes its share.
+#[tokio::test]
+async fn scaling_during_a_stuck_rollout_is_proportional() {
+    let cluster = start().await;
+    let _kubelet = Kubelet::start_except(cluster.admin.clone(), Some("nginx:404"));
+    let strategy =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 3, "maxUnavailable": 2}});
+    create(&cluster, deployment("web", 10, "nginx:1", strategy)).await;
+    wait_pods(&cluster, "web", 10, "nginx:1").await;
+    cluster
+        .kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .await;
+    cluster
+        .kubectl(&["set", "image", "deployment/web", "web=nginx:404"])
+        .await;
+    let sizes = || async {
+        let mut sets = replica_sets(&cluster, "web").await;
+        sets.sort_by_key(|rs| annotation(rs, "deployment.kubernetes.io/revision"));
+        sets.iter()
+            .map(|rs| rs.spec.as_ref().unwrap().replicas.unwrap())
+            .collect::<Vec<_>>()
+    };
+    eventually("old 8, new 5", 30, || async {
+        (sizes().await == vec![8, 5]).then_some(())
+    })
+    .await;
+    cluster
+        .kubectl(&["scale", "deployment/web", "--replicas=30"])
+        .await;
+    eventually("old 20, new 13", 30, || async {
+        (sizes().await == vec![20, 13]).then_some(())
+    })
+    .await;
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_deployment_adopts_a_matching_orphan_replica_set() {
+    let cluster = start().await;
+    let d = deployment("web", 2, "nginx:1", json!({}));
+    let orphan: ReplicaSet = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web-by-hand", "namespace": NS, "labels": {"app": "web"}},
+        "spec": {"replicas": 2, "selector": d["spec"]["selector"], "template": d["spec"]["template"]}
+    }))
+    .unwrap();
+    let sets: Api<ReplicaSet> = Api::namespaced(cluster.admin.clone(), NS);
+    sets.create(&Default::default(), &orphan).await.unwrap();
+    let created = create(&cluster, d).await;
+    let adopted = eventually(
+        "the ReplicaSet adopted and given revision 1",
+        30,
+        || async {
+            let rs = sets.get("web-by-hand").await.ok()?;
+            let owner = rs.owner_references().first()?.clone();
+            (owner.uid == created.uid().unwrap()
+                && annotation(&rs, "deployment.kubernetes.io/revision").as_deref() == Some("1"))
+            .then_some(rs)
+        },
+    )
+    .await;
+    assert_eq!(adopted.owner_references()[0].controller, Some(true));
+    // Its template is the Deployment's, so it is the new ReplicaSet: no other is made.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(replica_sets(&cluster, "web").await.len(), 1);
+    assert_eq!(pod_images(&cluster, "web").await.len(), 2);
     cluster.stop().await;
 }
