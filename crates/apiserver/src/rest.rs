@@ -180,7 +180,7 @@ impl Call<'_> {
 
 impl Call<'_> {
     /// The field manager this write is recorded under (see [`crate::apply::manager_name`]).
-    fn field_manager(&self, write: crate::apply::Write) -> ApiResult<String> {
+    pub(crate) fn field_manager(&self, write: crate::apply::Write) -> ApiResult<String> {
         let ua = self
             .parts
             .headers

@@ -112,6 +112,13 @@ pub async fn write(call: &Call<'_>) -> ApiResult<Value> {
         None => Some(Patch::from_request(&call.parts.headers, &call.body)?),
         Some(_) => None,
     };
+    // Upstream records a scale write on the parent, as its manager's with subresource "scale".
+    let write = match (&put_body, &patch) {
+        (Some(_), _) => crate::apply::Write::Update,
+        (None, Some(Patch::Apply(_))) => crate::apply::Write::Apply,
+        _ => crate::apply::Write::Patch,
+    };
+    let manager = call.field_manager(write)?;
     let updated = call
         .registry
         .update_with(
@@ -130,7 +137,14 @@ pub async fn write(call: &Call<'_>) -> ApiResult<Value> {
                     _ => return Err(ApiError::MethodNotAllowed),
                 };
                 check_type(&call.info.res, &scale, "Scale", "autoscaling/v1")?;
-                apply_replicas(custom_paths(&call.info.res), old, &scale, &name)
+                let new = apply_replicas(custom_paths(&call.info.res), old, &scale, &name)?;
+                Ok(crate::apply::track(
+                    &call.info.res,
+                    Some("scale"),
+                    Some(old),
+                    new,
+                    &manager,
+                ))
             },
         )
         .await?;

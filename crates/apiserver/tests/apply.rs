@@ -338,6 +338,23 @@ async fn server_side_apply_flow() {
             stderr.contains("conflict with \"kubectl-patch\" using apps/v1: .spec.minReadySeconds"),
             "{stderr}"
         );
+
+        // kubectl scale is recorded on the parent under subresource "scale", taking replicas
+        // from the applier that had it.
+        s.ok_v(v, &["scale", "deploy", "web", "-n", &ns, "--replicas=6"])
+            .await;
+        let d = get_json(&s, v, &["deploy", "web", "-n", &ns]).await;
+        let entries = d["metadata"]["managedFields"].as_array().unwrap();
+        let scale = entries
+            .iter()
+            .find(|e| e["subresource"] == "scale")
+            .unwrap_or_else(|| panic!("no scale entry: {d}"));
+        assert_eq!(scale["operation"], "Update");
+        assert_eq!(scale["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
+        assert!(entries
+            .iter()
+            .filter(|e| e["subresource"] != "scale")
+            .all(|e| e["fieldsV1"]["f:spec"].get("f:replicas").is_none()));
     }
     s.stop().await;
 }
@@ -684,5 +701,123 @@ async fn dry_run_writes_store_and_allocate_nothing() {
     };
     cms.delete("cm", &dp).await.expect("dry-run delete");
     assert!(cms.get_opt("cm").await.unwrap().is_some());
+    s.stop().await;
+}
+
+/// A custom resource's schema supplies its list types: items of a `map` list applied by two
+/// managers are owned item by item, and a manager dropping its item removes only that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resource_list_types_from_schema() {
+    use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+
+    let s = TestServer::start().await;
+    let crd = s.file(
+        "crd.yaml",
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget, listKind: GadgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              ports:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {type: string}
+                    port: {type: integer}
+              tags:
+                type: array
+                items: {type: string}
+"#,
+    );
+    s.ok(&["apply", "-f", &crd]).await;
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/gadgets.example.com",
+        "--timeout=30s",
+    ])
+    .await;
+    let ar = ApiResource {
+        group: "example.com".into(),
+        version: "v1".into(),
+        api_version: "example.com/v1".into(),
+        kind: "Gadget".into(),
+        plural: "gadgets".into(),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(s.admin_client().await, "default", &ar);
+    let gadget = |ports: Value, tags: Value| {
+        json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"},
+            "spec": {"ports": ports, "tags": tags}})
+    };
+    api.patch(
+        "g",
+        &PatchParams::apply("one"),
+        &Patch::Apply(gadget(json!([{"name": "http", "port": 80}]), json!(["a"]))),
+    )
+    .await
+    .expect("one");
+    let g = api
+        .patch(
+            "g",
+            &PatchParams::apply("two").force(),
+            &Patch::Apply(gadget(
+                json!([{"name": "https", "port": 443}]),
+                json!(["b"]),
+            )),
+        )
+        .await
+        .expect("two");
+    let ports = |g: &DynamicObject| -> Vec<String> {
+        g.data["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The keyed list merges; the untyped list is atomic, so the forced apply replaced it.
+    assert_eq!(ports(&g), ["http", "https"]);
+    assert_eq!(g.data["spec"]["tags"], json!(["b"]));
+    let mf = g.metadata.managed_fields.clone().unwrap();
+    let two = mf
+        .iter()
+        .find(|e| e.manager.as_deref() == Some("two"))
+        .unwrap();
+    let fields = &two.fields_v1.as_ref().unwrap().0;
+    assert_eq!(
+        fields["f:spec"]["f:ports"]["k:{\"name\":\"https\"}"],
+        json!({".": {}, "f:name": {}, "f:port": {}})
+    );
+    assert_eq!(fields["f:spec"]["f:tags"], json!({}));
+    assert!(fields["f:metadata"].is_null(), "{fields}");
+
+    // "one" drops its port: only that item goes.
+    let g = api
+        .patch(
+            "g",
+            &PatchParams::apply("one"),
+            &Patch::Apply(gadget(json!([]), json!(["b"]))),
+        )
+        .await
+        .expect("one again");
+    assert_eq!(ports(&g), ["https"]);
     s.stop().await;
 }

@@ -111,8 +111,12 @@ pub fn manager_name(
     Ok(name)
 }
 
-/// The type tree of a served resource: the built-in table's, else the deduced one.
+/// The type tree of a served resource: its CRD schema's, the built-in table's, else the deduced
+/// one.
 pub fn schema_for(res: &Resource) -> (Arc<Schema>, TypeRef) {
+    if let Some(schema) = res.custom.as_ref().and_then(|c| c.schema.as_ref()) {
+        return Schema::custom(schema);
+    }
     let builtin = Schema::builtin();
     match builtin.kind(res.group, res.version, res.kind) {
         Some(t) => (builtin.clone(), t),
@@ -150,7 +154,8 @@ fn with_manager<T>(res: &Resource, sub: Option<&str>, f: impl FnOnce(&FieldManag
 }
 
 /// A create (`live` None), update or non-apply patch of `res` by `manager`: `new` with the
-/// kind's defaults and its managedFields brought up to date.
+/// kind's defaults (pruned and defaulted by its schema for a custom resource) and its
+/// managedFields brought up to date.
 pub fn track(
     res: &Resource,
     sub: Option<&str>,
@@ -158,7 +163,7 @@ pub fn track(
     mut new: Value,
     manager: &str,
 ) -> Value {
-    crate::kinds::apply_defaults(res.group, res.kind, &mut new);
+    res.apply_defaults(&mut new);
     let now = crate::metadata::now_rfc3339();
     with_manager(res, sub, |fm| fm.update(live, new, manager, &now))
 }
