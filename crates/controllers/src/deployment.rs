@@ -25,13 +25,14 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::events;
 use crate::ownership::{self, Claim};
 
 const NAME: &str = "deployment";
@@ -81,13 +82,7 @@ pub async fn run(ctx: Context) -> Result<()> {
         })
         .run(reconcile, error_policy, state)
         .for_each(|result| {
-            match result {
-                Ok(_) => ctx.metrics.synced(NAME),
-                Err(e) => {
-                    ctx.metrics.sync_failed(NAME);
-                    tracing::debug!(error = %e, "deployment sync failed");
-                }
-            }
+            ctx.metrics.reconciled(NAME, &result);
             std::future::ready(())
         })
         .await;
@@ -308,22 +303,14 @@ impl<'a> Rollout<'a> {
         Ok(())
     }
 
-    /// Publishes an event about the Deployment off the sync path.
-    fn event(&self, type_: EventType, reason: &str, note: String) {
+    /// Publishes an event about the Deployment off the sync path, with a recorder of its own
+    /// (see [`crate::replicaset`]: kube-rs's recorder would fold distinct notes of one reason).
+    fn event(&self, type_: EventType, reason: &'static str, note: String) {
         let recorder = self.state.ctx.recorder(self.state.client.clone(), ACCOUNT);
         let regarding = self.d.object_ref(&());
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&event, &regarding).await {
-                tracing::debug!(error = %e, "cannot record a deployment event");
-            }
-        });
+        tokio::spawn(
+            async move { events::record(&recorder, &regarding, type_, reason, &note).await },
+        );
     }
 }
 

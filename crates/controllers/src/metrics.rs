@@ -56,6 +56,18 @@ impl Metrics {
         self.errors.get_or_create(&label(controller)).inc();
     }
 
+    /// Counts one outcome of a kube-runtime `Controller::run` stream: a sync, or a failure to be
+    /// retried (logged at debug, as the error policy decides what follows).
+    pub fn reconciled<T, E: std::fmt::Display>(&self, controller: &str, result: &Result<T, E>) {
+        match result {
+            Ok(_) => self.synced(controller),
+            Err(e) => {
+                self.sync_failed(controller);
+                tracing::debug!(controller, error = %e, "sync failed");
+            }
+        }
+    }
+
     pub fn restarted(&self, controller: &str) {
         self.restarts.get_or_create(&label(controller)).inc();
     }

@@ -15,18 +15,19 @@ use std::time::Duration;
 use component_base::label_selector;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::events;
 use crate::expectations::{Expect, Expectations};
 use crate::ownership::{self, Claim};
 use crate::pods;
@@ -73,13 +74,7 @@ pub async fn run(ctx: Context) -> Result<()> {
         .watches_stream(pod_events, move |pod| sets_for_pod(&sets, &pod))
         .run(reconcile, error_policy, state)
         .for_each(|result| {
-            match result {
-                Ok(_) => ctx.metrics.synced(NAME),
-                Err(e) => {
-                    ctx.metrics.sync_failed(NAME);
-                    tracing::debug!(error = %e, "replicaset sync failed");
-                }
-            }
+            ctx.metrics.reconciled(NAME, &result);
             std::future::ready(())
         })
         .await;
@@ -262,7 +257,6 @@ async fn create_pods(rs: &ReplicaSet, count: usize, api: &Api<Pod>, state: &Stat
                         EventType::Normal,
                         "SuccessfulCreate",
                         format!("Created pod: {name}"),
-                        Some(&created),
                     );
                 }
                 // Every create fails while the namespace is being deleted; upstream counts that
@@ -279,7 +273,6 @@ async fn create_pods(rs: &ReplicaSet, count: usize, api: &Api<Pod>, state: &Stat
                         EventType::Warning,
                         "FailedCreate",
                         format!("Error creating: {message}"),
-                        None,
                     );
                     failure.get_or_insert(Error::Invalid(message));
                 }
@@ -326,7 +319,6 @@ async fn delete_pods(
                 EventType::Normal,
                 "SuccessfulDelete",
                 format!("Deleted pod: {name}"),
-                Some(pod),
             ),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => {
@@ -336,7 +328,6 @@ async fn delete_pods(
                     EventType::Warning,
                     "FailedDelete",
                     format!("Error deleting: {e}"),
-                    Some(pod),
                 );
                 failure.get_or_insert(Error::Kube(e));
             }
@@ -602,31 +593,11 @@ fn same_status(a: &ReplicaSetStatus, b: &ReplicaSetStatus) -> bool {
         && a.conditions.clone().unwrap_or_default() == b.conditions.clone().unwrap_or_default()
 }
 
-/// Publishes an event about the ReplicaSet off the sync path; `pod` is the related object, so
-/// one event per pod is kept rather than merged into a series.
-fn record(
-    state: &State,
-    rs: &ReplicaSet,
-    type_: EventType,
-    reason: &str,
-    note: String,
-    pod: Option<&Pod>,
-) {
+/// Publishes an event about the ReplicaSet off the sync path, with a recorder of its own so
+/// that one note per pod is kept (kube-rs's recorder folds events of one reason into a series
+/// that keeps the first note, where upstream keeps each distinct message).
+fn record(state: &State, rs: &ReplicaSet, type_: EventType, reason: &'static str, note: String) {
     let recorder = state.ctx.recorder(state.client.clone(), ACCOUNT);
     let regarding = rs.object_ref(&());
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: reason.into(),
-        secondary: pod.map(|p| ObjectReference {
-            uid: p.uid(),
-            ..p.object_ref(&())
-        }),
-    };
-    tokio::spawn(async move {
-        if let Err(e) = recorder.publish(&event, &regarding).await {
-            tracing::debug!(error = %e, "cannot record a replicaset event");
-        }
-    });
+    tokio::spawn(async move { events::record(&recorder, &regarding, type_, reason, &note).await });
 }
