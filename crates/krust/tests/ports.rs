@@ -161,7 +161,7 @@ fn listening_column_sees_a_real_listener() {
 #[test]
 fn unbuilt_components_say_so() {
     let out = Command::new(env!("CARGO_BIN_EXE_krust"))
-        .args(["images", "ls"])
+        .args(["add-node"])
         .output()
         .unwrap();
     assert!(!out.status.success());
