@@ -59,6 +59,8 @@ pub struct Query {
     pub send_initial_events: Option<bool>,
     pub include_object: String,
     pub dry_run: bool,
+    /// `dryRun` values other than `All`, which writes refuse ([`Query::check_dry_run`]).
+    pub dry_run_unsupported: Vec<String>,
     pub grace_period: Option<i64>,
     pub propagation_policy: String,
     /// `Strict`, `Warn` (the default) or `Ignore`: what unknown fields in the body cause.
@@ -93,7 +95,8 @@ impl Query {
                 "allowWatchBookmarks" => q.allow_bookmarks = truthy(&v),
                 "sendInitialEvents" => q.send_initial_events = Some(truthy(&v)),
                 "includeObject" => q.include_object = v,
-                "dryRun" => q.dry_run = v == "All",
+                "dryRun" if v == "All" => q.dry_run = true,
+                "dryRun" => q.dry_run_unsupported.push(v),
                 "gracePeriodSeconds" => {
                     q.grace_period = Some(v.parse().map_err(|_| bad_int("gracePeriodSeconds", &v))?)
                 }
@@ -105,6 +108,36 @@ impl Query {
             }
         }
         Ok(q)
+    }
+}
+
+impl Query {
+    /// Upstream accepts no `dryRun` value but `All`: 422 on the write's options kind
+    /// (`CreateOptions`, `PatchOptions`, ...).
+    pub fn check_dry_run(&self, options: &str) -> Result<(), ApiError> {
+        if self.dry_run_unsupported.is_empty() {
+            return Ok(());
+        }
+        let mut given: Vec<&str> = self
+            .dry_run_unsupported
+            .iter()
+            .map(String::as_str)
+            .collect();
+        if self.dry_run {
+            given.insert(0, "All");
+        }
+        let cause = crate::status::cause(
+            "FieldValueNotSupported",
+            "dryRun",
+            format!(
+                "Unsupported value: {}: supported values: \"All\"",
+                serde_json::json!(given)
+            ),
+        );
+        Err(ApiError::Invalid(
+            crate::status::Subject::new("meta.k8s.io", options, ""),
+            vec![cause],
+        ))
     }
 }
 
@@ -207,6 +240,18 @@ mod tests {
             &Query::default(),
             &ResourceTable::default(),
         )
+    }
+
+    #[test]
+    fn dry_run_values() {
+        let q = Query::parse(Some("dryRun=All")).unwrap();
+        assert!(q.dry_run && q.check_dry_run("CreateOptions").is_ok());
+        let q = Query::parse(Some("dryRun=Server")).unwrap();
+        assert!(!q.dry_run);
+        assert_eq!(
+            q.check_dry_run("CreateOptions").unwrap_err().to_string(),
+            "CreateOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: [\"Server\"]: supported values: \"All\""
+        );
     }
 
     #[test]

@@ -179,8 +179,14 @@ impl Call<'_> {
 }
 
 impl Call<'_> {
-    /// The field manager this write is recorded under (see [`crate::apply::manager_name`]).
+    /// The field manager this write is recorded under (see [`crate::apply::manager_name`]), once
+    /// the write's dryRun values are known good.
     pub(crate) fn field_manager(&self, write: crate::apply::Write) -> ApiResult<String> {
+        self.query.check_dry_run(match write {
+            crate::apply::Write::Create => "CreateOptions",
+            crate::apply::Write::Update => "UpdateOptions",
+            crate::apply::Write::Patch | crate::apply::Write::Apply => "PatchOptions",
+        })?;
         let ua = self
             .parts
             .headers
@@ -419,6 +425,7 @@ async fn apply_patch(
 
 /// DeleteOptions from the body (kubectl sends them there) and the query.
 fn delete_options(call: &Call<'_>) -> ApiResult<DeleteOptions> {
+    call.query.check_dry_run("DeleteOptions")?;
     let body: Value = if call.body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {

@@ -701,6 +701,23 @@ async fn dry_run_writes_store_and_allocate_nothing() {
     };
     cms.delete("cm", &dp).await.expect("dry-run delete");
     assert!(cms.get_opt("cm").await.unwrap().is_some());
+
+    // dryRun takes no value but All.
+    let req = http::Request::post("/api/v1/namespaces/default/configmaps?dryRun=Server")
+        .header("Content-Type", "application/json")
+        .body(br#"{"metadata":{"name":"cm2"}}"#.to_vec())
+        .unwrap();
+    match s.admin_client().await.request::<Value>(req).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 422);
+            assert!(
+                e.message.contains("dryRun: Unsupported value"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
     s.stop().await;
 }
 
