@@ -641,3 +641,26 @@ async fn a_deployment_adopts_a_matching_orphan_replica_set() {
     assert_eq!(pod_images(&cluster, "web").await.len(), 2);
     cluster.stop().await;
 }
+
+#[tokio::test]
+async fn a_replica_set_that_cannot_create_pods_shows_on_the_deployment() {
+    let cluster = start().await;
+    let mut d = deployment("web", 2, "nginx:1", json!({}));
+    // Accepted in a template, refused on a pod: every create of the new ReplicaSet fails.
+    d["spec"]["template"]["metadata"]["finalizers"] = json!(["orphan", "foregroundDeletion"]);
+    create(&cluster, d).await;
+    let api: Api<Deployment> = Api::namespaced(cluster.admin.clone(), NS);
+    let cond = eventually("ReplicaFailure on the Deployment", 30, || async {
+        let d = api.get("web").await.ok()?;
+        d.status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "ReplicaFailure")
+    })
+    .await;
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_deref()),
+        ("True", Some("FailedCreate"))
+    );
+    cluster.stop().await;
+}

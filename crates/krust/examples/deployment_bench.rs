@@ -149,10 +149,21 @@ async fn measure(args: &Args, server: &KrustServer) -> Result<Timings> {
         .create(&PostParams::default(), &deployment("bench", args.replicas)?)
         .await?;
     let (created, bound) = watch.await??;
+    // A fast figure from a controller that made pods twice would mean nothing.
+    let rss = server.rss()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let listed = pods
+        .list(&kube::api::ListParams::default().labels("app=bench"))
+        .await?
+        .items
+        .len();
+    if listed != args.replicas {
+        bail!("{listed} pods exist for {} replicas", args.replicas);
+    }
     Ok(Timings {
         created: created - start,
         bound: bound - start,
-        rss: server.rss()?,
+        rss,
     })
 }
 
