@@ -54,44 +54,48 @@ pub fn item_element(
     item: &Value,
     index: usize,
 ) -> Result<PathElement> {
-    match &l.kind {
-        ListKind::Atomic => Ok(PathElement::Index(index)),
-        ListKind::Set => match item {
-            Value::Object(_) => {
-                Err("associative list without keys has an element that's a map type".into())
+    let keys = match &l.kind {
+        ListKind::Atomic => return Ok(PathElement::Index(index)),
+        ListKind::Map(keys) if !keys.is_empty() => keys,
+        // A set, or a map list without keys, which upstream treats as a set.
+        _ => {
+            return match item {
+                Value::Object(_) => {
+                    Err("associative list without keys has an element that's a map type".into())
+                }
+                Value::Array(_) => {
+                    Err("not supported: associative list with lists as elements".into())
+                }
+                Value::Null => Err(
+                    "associative list without keys has an element that's an explicit null".into(),
+                ),
+                v => Ok(PathElement::Value(v.clone())),
             }
-            Value::Array(_) => Err("not supported: associative list with lists as elements".into()),
-            Value::Null => {
-                Err("associative list without keys has an element that's an explicit null".into())
-            }
-            v => Ok(PathElement::Value(v.clone())),
-        },
-        ListKind::Map(keys) => {
-            let Some(obj) = item.as_object() else {
-                return Err(if item.is_null() {
-                    "associative list with keys may not have a null element".into()
-                } else {
-                    "associative list with keys may not have non-map elements".into()
-                });
-            };
-            let defaults = match schema.resolve(l.elem) {
-                Resolved::Map(m, _) => Some(&m.key_defaults),
-                _ => None,
-            };
-            let mut fields = Vec::with_capacity(keys.len());
-            for k in keys {
-                let v = obj
-                    .get(k)
-                    .or_else(|| defaults.and_then(|d| d.get(k)))
-                    .ok_or_else(|| {
-                        format!("associative list with keys has an element that omits key field {k:?} (and doesn't have default value)")
-                    })?;
-                fields.push((k.clone(), v.clone()));
-            }
-            fields.sort_by(|a, b| a.0.cmp(&b.0));
-            Ok(PathElement::Key(fields))
         }
+    };
+    let Some(obj) = item.as_object() else {
+        return Err(if item.is_null() {
+            "associative list with keys may not have a null element".into()
+        } else {
+            "associative list with keys may not have non-map elements".into()
+        });
+    };
+    let defaults = match schema.resolve(l.elem) {
+        Resolved::Map(m, _) => Some(&m.key_defaults),
+        _ => None,
+    };
+    let mut fields = Vec::with_capacity(keys.len());
+    for k in keys {
+        let v = obj
+            .get(k)
+            .or_else(|| defaults.and_then(|d| d.get(k)))
+            .ok_or_else(|| {
+                format!("associative list with keys has an element that omits key field {k:?} (and doesn't have default value)")
+            })?;
+        fields.push((k.clone(), v.clone()));
     }
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(PathElement::Key(fields))
 }
 
 fn errorf(path: &Path, msg: impl std::fmt::Display) -> String {
