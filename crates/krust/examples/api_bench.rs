@@ -90,7 +90,7 @@ async fn main() -> Result<()> {
             "--clients must be at least {CONCURRENT_LISTS}, --pods and --per-namespace at least 1"
         );
     }
-    let bin = krust_binary(&args)?;
+    let bin = server::krust_binary(args.krust.clone())?;
     let load_before = load_average();
     let started = Instant::now();
     eprintln!("starting {} server", bin.display());
@@ -185,23 +185,6 @@ fn phase_done(name: &str, phase: &load::Phase) {
         phase.per_second(),
         phase.latency.brief()
     );
-}
-
-fn krust_binary(args: &Args) -> Result<PathBuf> {
-    let bin = match &args.krust {
-        Some(path) => path.clone(),
-        None => std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")))
-            .join("release/krust"),
-    };
-    if !bin.is_file() {
-        bail!(
-            "{} not found: run `cargo build --release -p krust` or pass --krust",
-            bin.display()
-        );
-    }
-    Ok(bin)
 }
 
 /// The admin kubeconfig the server wrote: a client certificate, as kubectl uses it.

@@ -57,7 +57,7 @@ async fn main() -> Result<()> {
             args.replicas
         );
     }
-    let bin = krust_binary(&args)?;
+    let bin = server::krust_binary(args.krust.clone())?;
     let load_before = load_average();
     eprintln!("starting {}", bin.display());
     let server = KrustServer::start(&bin)?;
@@ -245,23 +245,6 @@ async fn wait_bound(pods: &Api<Pod>, app: &str, count: usize, timeout: Duration)
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn krust_binary(args: &Args) -> Result<PathBuf> {
-    let bin = match &args.krust {
-        Some(path) => path.clone(),
-        None => std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")))
-            .join("release/krust"),
-    };
-    if !bin.is_file() {
-        bail!(
-            "{} not found: run `cargo build --release -p krust` or pass --krust",
-            bin.display()
-        );
-    }
-    Ok(bin)
 }
 
 fn load_average() -> String {

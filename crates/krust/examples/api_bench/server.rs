@@ -138,6 +138,25 @@ fn terminate(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// The krust binary to benchmark: `explicit`, else `$CARGO_TARGET_DIR/release/krust`, else the
+/// workspace's `target/release/krust`.
+pub fn krust_binary(explicit: Option<PathBuf>) -> Result<PathBuf> {
+    let bin = match explicit {
+        Some(path) => path,
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")))
+            .join("release/krust"),
+    };
+    if !bin.is_file() {
+        bail!(
+            "{} not found: run `cargo build --release -p krust` or pass --krust",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
 /// A loopback port nobody listens on right now (the kernel picks it; the tiny window before the
 /// server binds it is acceptable for a benchmark).
 fn free_port() -> Result<u16> {
