@@ -537,7 +537,7 @@ async fn non_resource(app: &App, path: &str, req: Request) -> Result<Response, A
         return Ok(resp);
     }
     let table = &app.registry.resources;
-    if let Some(resp) = crate::openapi::serve(path, table)
+    if let Some(resp) = crate::openapi::serve(path, req.headers(), table)
         .or_else(|| crate::openapi::serve_v2(path, req.headers(), table))
     {
         return Ok(resp);
