@@ -162,7 +162,14 @@ async fn validation_and_apply_are_unchanged() {
         s.ok_v(v, &["apply", "-f", &file]).await;
         let changed = container("app", "nginx:2") + &container("side", "busybox:1");
         std::fs::write(&file, deployment(&name, &changed, "")).unwrap();
-        s.ok_v(v, &["apply", "-f", &file]).await;
+        // kubectl 1.33 computes this patch from the v3 schemas (the PATCH operation accepts
+        // strategic merge patches); neither kubectl may fall back or complain.
+        let out = s.kubectl_v(v, &["apply", "-v=5", "-f", &file]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{v:?}: {stderr}");
+        for unwanted in ["error calculating patch", "OpenAPI V3 path does not"] {
+            assert!(!stderr.contains(unwanted), "{v:?}: {stderr}");
+        }
         let images = s
             .ok(&[
                 "get",

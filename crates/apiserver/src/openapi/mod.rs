@@ -18,8 +18,9 @@
 //!
 //! `/openapi/v2`: JSON carries the whole API (paths and `definitions`, [`v2`] form) for clients
 //! that read Swagger 2.0. kubectl only ever asks for v2 in protobuf, and gets a document with no
-//! paths or definitions there, on purpose: kubectl 1.27 fetches v2 for every validated `apply` /
-//! `create` (a 406 or error there fails the command, as the fallback URL does not exist), and
+//! paths or definitions there, on purpose: client-go asks for v2 in protobuf only (on a 406 it
+//! retries `/swagger-2.0.0.pb-v1`, which no current server has), and kubectl 1.27 fetches v2 for
+//! every validated `apply` / `create` and fails on an error, so JSON-only would break it; and
 //! a v2 document with definitions changes what kubectl does with it: kubectls before 1.27 would
 //! validate on the client instead of the server, and `kubectl apply` (1.27, and 1.33 when v3
 //! does not settle it) would take its patch metadata from v2 rather than from its compiled-in
@@ -345,6 +346,36 @@ mod tests {
         for r in refs {
             assert!(schemas[&r].is_object(), "{r} is referenced but missing");
         }
+    }
+
+    #[test]
+    fn v2_negotiates_media_types() {
+        let table = ResourceTable::default();
+        let with = |accept: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
+            serve_v2("/openapi/v2", &h, &table).unwrap().status()
+        };
+        assert_eq!(with("application/json"), StatusCode::OK);
+        assert_eq!(
+            with("application/com.github.proto-openapi.spec.v2@v1.0+protobuf"),
+            StatusCode::OK
+        );
+        assert_eq!(with("application/yaml"), StatusCode::NOT_ACCEPTABLE);
+        let v2: Value = serde_json::from_slice(&v2_doc(&table).body).unwrap();
+        let spec = &v2["definitions"]["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"];
+        assert_eq!(
+            spec["$ref"],
+            "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
+        );
+        assert!(spec["description"].is_string());
+        let patch =
+            &v2["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert!(patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "fieldValidation" && p["in"] == "query"));
     }
 
     #[test]
