@@ -222,6 +222,7 @@ mod tests {
             name: "admin".into(),
             uid: String::new(),
             groups: vec!["system:masters".into()],
+            extra: Default::default(),
         };
         let info = crate::request::resolve(
             &http::Method::GET,

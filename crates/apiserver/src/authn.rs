@@ -3,7 +3,7 @@
 //! A request that none of them accepts is `system:anonymous`; the router decides where that is
 //! enough (health and version, as upstream).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use base64::Engine as _;
@@ -18,11 +18,13 @@ use crate::serviceaccount_tokens::{
 use crate::storage::DynStore;
 
 /// Who made a request, in the shape of upstream's `user.Info`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserInfo {
     pub name: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// Upstream's `GetExtra()`: bound service-account tokens' pod and node, impersonated extras.
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 impl UserInfo {
@@ -31,6 +33,7 @@ impl UserInfo {
             name: "system:anonymous".into(),
             uid: String::new(),
             groups: vec!["system:unauthenticated".into()],
+            extra: BTreeMap::new(),
         }
     }
 
@@ -42,7 +45,12 @@ impl UserInfo {
         if !groups.iter().any(|g| g == "system:authenticated") {
             groups.push("system:authenticated".into());
         }
-        UserInfo { name, uid, groups }
+        UserInfo {
+            name,
+            uid,
+            groups,
+            extra: BTreeMap::new(),
+        }
     }
 }
 
@@ -159,16 +167,36 @@ impl Authenticator {
         }
     }
 
-    /// A bearer token's user (static token or service-account JWT); TokenReview asks this too.
+    /// A bearer token's user (static token or service-account JWT), for the server's own
+    /// audiences.
     pub async fn bearer(&self, token: &str) -> Option<UserInfo> {
+        self.bearer_for(token, &self.audiences)
+            .await
+            .map(|(user, _)| user)
+    }
+
+    /// A bearer token's user and the audiences it was accepted for, out of `wanted` (a
+    /// TokenReview's `spec.audiences`, or the server's). As upstream, a static token stands for
+    /// the server's own audiences only, and a legacy service-account token (no `aud`) too.
+    pub async fn bearer_for(
+        &self,
+        token: &str,
+        wanted: &[String],
+    ) -> Option<(UserInfo, Vec<String>)> {
         if let Some(e) = self.tokens.get(token) {
-            return Some(UserInfo::authenticated(
-                e.user.clone(),
-                e.uid.clone(),
-                e.groups.clone(),
-            ));
+            let audiences = intersect(&self.audiences, wanted);
+            if audiences.is_empty() {
+                return None;
+            }
+            let user = UserInfo::authenticated(e.user.clone(), e.uid.clone(), e.groups.clone());
+            return Some((user, audiences));
         }
-        self.service_account(token).await
+        self.service_account(token, wanted).await
+    }
+
+    /// The audiences the server accepts tokens for (upstream's `--api-audiences`).
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
     }
 
     fn basic(&self, value: &str) -> Option<UserInfo> {
@@ -183,10 +211,23 @@ impl Authenticator {
             .then(|| UserInfo::authenticated(e.user.clone(), e.uid.clone(), e.groups.clone()))
     }
 
-    /// A service-account JWT's user: signature, issuer and times first, then (bound tokens)
-    /// the audience, then whether the service account and bound object still exist.
-    async fn service_account(&self, token: &str) -> Option<UserInfo> {
+    /// A service-account JWT's user: signature, issuer and times first, then the audience, then
+    /// whether the service account and bound object still exist.
+    async fn service_account(
+        &self,
+        token: &str,
+        wanted: &[String],
+    ) -> Option<(UserInfo, Vec<String>)> {
         let claims = self.verify_jwt(token)?;
+        let token_audiences = match claims.aud.list() {
+            listed if listed.is_empty() => self.audiences.clone(),
+            listed => listed,
+        };
+        let audiences = intersect(&token_audiences, wanted);
+        if audiences.is_empty() {
+            tracing::debug!(token = ?token_audiences, target = ?wanted, "token audiences are invalid for the target audiences");
+            return None;
+        }
         let user = claims.user()?;
         let (namespace, name) = claims.namespace_and_name()?;
         let sa = ObjectRef {
@@ -196,7 +237,7 @@ impl Authenticator {
         match serviceaccount_tokens::check_alive(&self.store, namespace, &sa, claims.bound.as_ref())
             .await
         {
-            Ok(()) => Some(user),
+            Ok(()) => Some((user, audiences)),
             Err(e) => {
                 tracing::debug!(user = %user.name, error = %e, "service-account token refused");
                 None
@@ -217,11 +258,16 @@ impl Authenticator {
                 .ok()
                 .map(|d| d.claims)
         })?;
-        if claims.iss == self.issuer && !claims.bound_token_valid(&self.audiences) {
+        if claims.iss == self.issuer && !claims.bound_token_valid() {
             return None;
         }
         Some(claims)
     }
+}
+
+/// The members of `a` also in `b`, in `a`'s order (upstream's `Audiences.Intersect`).
+fn intersect(a: &[String], b: &[String]) -> Vec<String> {
+    a.iter().filter(|x| b.contains(x)).cloned().collect()
 }
 
 /// The issuer of the service-account tokens kept in Secrets before TokenRequest.
@@ -235,6 +281,8 @@ struct SaClaims {
     #[serde(default)]
     aud: Audience,
     exp: Option<i64>,
+    #[serde(default)]
+    jti: String,
     #[serde(rename = "kubernetes.io")]
     bound: Option<KubernetesClaim>,
     #[serde(rename = "kubernetes.io/serviceaccount/service-account.uid")]
@@ -252,19 +300,19 @@ enum Audience {
 }
 
 impl Audience {
-    fn contains_any(&self, accepted: &[String]) -> bool {
+    fn list(&self) -> Vec<String> {
         match self {
-            Audience::None => false,
-            Audience::One(a) => accepted.contains(a),
-            Audience::Many(list) => list.iter().any(|a| accepted.contains(a)),
+            Audience::None => Vec::new(),
+            Audience::One(a) => vec![a.clone()],
+            Audience::Many(list) => list.clone(),
         }
     }
 }
 
 impl SaClaims {
-    /// A bound token names one of the server's audiences, expires, and says whose it is.
-    fn bound_token_valid(&self, audiences: &[String]) -> bool {
-        self.exp.is_some() && self.bound.is_some() && self.aud.contains_any(audiences)
+    /// A bound token names an audience, expires, and says whose it is.
+    fn bound_token_valid(&self) -> bool {
+        self.exp.is_some() && self.bound.is_some() && !self.aud.list().is_empty()
     }
 
     fn namespace_and_name(&self) -> Option<(&str, &str)> {
@@ -292,7 +340,37 @@ impl SaClaims {
             "system:serviceaccounts".to_string(),
             format!("system:serviceaccounts:{ns}"),
         ];
-        Some(UserInfo::authenticated(self.sub.clone(), uid, groups))
+        let mut user = UserInfo::authenticated(self.sub.clone(), uid, groups);
+        user.extra = self.extra();
+        Some(user)
+    }
+
+    /// Upstream's extra for a bound token: the pod and node it is bound to, and its ID.
+    fn extra(&self) -> BTreeMap<String, Vec<String>> {
+        let mut extra = BTreeMap::new();
+        let Some(bound) = &self.bound else {
+            return extra;
+        };
+        let mut put = |key: &str, value: &str| {
+            if !value.is_empty() {
+                extra.insert(
+                    format!("authentication.kubernetes.io/{key}"),
+                    vec![value.to_string()],
+                );
+            }
+        };
+        if let Some(pod) = &bound.pod {
+            put("pod-name", &pod.name);
+            put("pod-uid", &pod.uid);
+        }
+        if let Some(node) = &bound.node {
+            put("node-name", &node.name);
+            put("node-uid", &node.uid);
+        }
+        if !self.jti.is_empty() {
+            put("credential-id", &format!("JTI={}", self.jti));
+        }
+        extra
     }
 }
 
@@ -362,6 +440,7 @@ mod tests {
             sub: "system:serviceaccount:kube-system:default".into(),
             aud: Audience::None,
             exp: None,
+            jti: String::new(),
             bound: None,
             legacy_uid: Some("u1".into()),
         };
@@ -375,24 +454,34 @@ mod tests {
     }
 
     #[test]
-    fn bound_tokens_need_an_accepted_audience() {
+    fn bound_tokens_need_an_audience_and_carry_their_pod() {
         let c = |aud: Audience| SaClaims {
             iss: "https://i".into(),
             sub: "system:serviceaccount:ns:sa".into(),
             aud,
             exp: Some(1),
+            jti: "j1".into(),
             bound: Some(KubernetesClaim {
                 namespace: "ns".into(),
+                pod: Some(ObjectRef {
+                    name: "p".into(),
+                    uid: "pu".into(),
+                }),
                 ..Default::default()
             }),
             legacy_uid: None,
         };
-        let accepted = vec!["https://i".to_string()];
-        assert!(
-            c(Audience::Many(vec!["x".into(), "https://i".into()])).bound_token_valid(&accepted)
+        assert!(c(Audience::Many(vec!["x".into(), "https://i".into()])).bound_token_valid());
+        assert!(!c(Audience::None).bound_token_valid());
+        let user = c(Audience::One("a".into())).user().unwrap();
+        assert_eq!(user.extra["authentication.kubernetes.io/pod-name"], ["p"]);
+        assert_eq!(
+            user.extra["authentication.kubernetes.io/credential-id"],
+            ["JTI=j1"]
         );
-        assert!(c(Audience::One("https://i".into())).bound_token_valid(&accepted));
-        assert!(!c(Audience::One("foo".into())).bound_token_valid(&accepted));
-        assert!(!c(Audience::None).bound_token_valid(&accepted));
+        assert_eq!(
+            intersect(&["a".into(), "b".into()], &["b".into(), "c".into()]),
+            ["b"]
+        );
     }
 }

@@ -49,6 +49,10 @@ pub struct Config {
     pub authorization_updates: Option<watch::Receiver<AuthorizationMode>>,
     /// Largest request body accepted (upstream: 3 MiB).
     pub max_request_bytes: usize,
+    /// Admission plugins turned off (upstream's `--disable-admission-plugins`): `ServiceAccount`,
+    /// `NodeRestriction`. Harnesses that run no controller manager (so no namespace has its
+    /// `default` ServiceAccount) turn off `ServiceAccount`.
+    pub disable_admission_plugins: Vec<String>,
 }
 
 impl Default for Config {
@@ -73,6 +77,7 @@ impl Default for Config {
             authorization_mode: AuthorizationMode::AlwaysAllow,
             authorization_updates: None,
             max_request_bytes: 3 * 1024 * 1024,
+            disable_admission_plugins: Vec::new(),
         }
     }
 }

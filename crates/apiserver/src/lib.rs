@@ -8,6 +8,7 @@
 
 pub mod kinds;
 
+mod admission;
 mod allocators;
 pub mod apply;
 mod audit;

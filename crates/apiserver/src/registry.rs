@@ -8,6 +8,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use crate::admission::{self, Admission, Operation};
 use crate::allocators::Allocators;
 use crate::authn::UserInfo;
 use crate::authorization::{self, Switch};
@@ -36,6 +37,8 @@ pub struct Registry {
     pub requester: Option<UserInfo>,
     /// The resources this server serves (built-in rows and those of established CRDs).
     pub resources: Arc<ResourceTable>,
+    /// The admission chain a client's writes go through.
+    pub admission: Arc<Admission>,
 }
 
 /// Options of a DELETE (query and `DeleteOptions` body).
@@ -214,6 +217,17 @@ impl Registry {
         if let (true, Some(ns)) = (res.namespaced, ns) {
             self.check_namespace(res, ns, &name).await?;
         }
+        admission::run(
+            self,
+            Operation::Create,
+            res,
+            None,
+            ns,
+            &name,
+            Some(&mut obj),
+            None,
+        )
+        .await?;
         strategy::allocate(res, &self.allocators, &mut obj).map_err(|c| invalid(res, &name, c))?;
         if dry_run {
             strategy::release(res, &self.allocators, &obj);
@@ -261,6 +275,17 @@ impl Registry {
                 return Err(conflict(res, name));
             }
             strategy::merge_for_subresource(res, sub, &mut new, &old);
+            admission::run(
+                self,
+                Operation::Update,
+                res,
+                sub,
+                ns,
+                name,
+                Some(&mut new),
+                Some(&old),
+            )
+            .await?;
             match self
                 .write_update(res, ns, name, sub, new, &old, &cur, dry_run)
                 .await
@@ -346,6 +371,20 @@ impl Registry {
         for _ in 0..RETRIES {
             let cur = self.get_stored(res, ns, name).await?;
             check_preconditions(res, name, &cur, opts)?;
+            if self.requester.is_some() {
+                let old = from_storage(res, cur.obj.clone());
+                admission::run(
+                    self,
+                    Operation::Delete,
+                    res,
+                    None,
+                    ns,
+                    name,
+                    None,
+                    Some(&old),
+                )
+                .await?;
+            }
             match self.delete_once(res, ns, name, &cur, opts).await {
                 Err(ApiError::Conflict(..)) => continue,
                 other => return other,
@@ -810,6 +849,7 @@ mod tests {
             authorization: Arc::new(Switch::new(mode, rbac)),
             requester: None,
             resources: Default::default(),
+            admission: Default::default(),
         }
     }
 

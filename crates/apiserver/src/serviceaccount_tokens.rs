@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use thiserror::Error;
 
+use crate::admission::{self, Operation};
 use crate::content::{self, Output};
 use crate::metadata;
 use crate::resources;
@@ -150,6 +151,18 @@ pub async fn create(call: &Call<'_>) -> ApiResult<Response> {
     let ns = call.info.namespace.clone().unwrap_or_default();
     let name = call.info.name.clone().unwrap_or_default();
     let sa_res = resources::find("", "v1", "serviceaccounts").ok_or(ApiError::NoSuchResource)?;
+    request["spec"] = spec.clone();
+    admission::run(
+        call.registry,
+        Operation::Create,
+        sa_res,
+        Some("token"),
+        Some(&ns),
+        &name,
+        Some(&mut request),
+        None,
+    )
+    .await?;
     let sa = call.registry.get(sa_res, Some(&ns), &name).await?;
     let mut kubernetes = KubernetesClaim {
         namespace: ns.clone(),

@@ -151,6 +151,9 @@ impl Server {
             authorization: switch.clone(),
             requester: None,
             resources: Default::default(),
+            admission: Arc::new(crate::admission::Admission::without(
+                &config.disable_admission_plugins,
+            )),
         });
         namespaces::bootstrap(&registry, advertise, port)
             .await
@@ -253,10 +256,19 @@ async fn start_authorization(
     // In memory now, so the first requests see `admin`/`edit`/`view` whole; the follower
     // writes the same rules into the store.
     switch.rbac().update(|p| p.aggregate());
-    let mut background = vec![tokio::spawn(authorization::policy_sync::run(
-        registry.clone(),
-        switch.rbac().clone(),
-    ))];
+    authorization::node_graph::load(registry, switch.node_graph(), revision)
+        .await
+        .map_err(ServeError::Bootstrap)?;
+    let mut background = vec![
+        tokio::spawn(authorization::policy_sync::run(
+            registry.clone(),
+            switch.rbac().clone(),
+        )),
+        tokio::spawn(authorization::node_graph::follow(
+            registry.clone(),
+            switch.node_graph().clone(),
+        )),
+    ];
     if let Some(updates) = config.authorization_updates.clone() {
         background.push(tokio::spawn(authorization::follow_mode(
             switch.clone(),
@@ -387,6 +399,7 @@ async fn user_for(app: &App, conn: &Connection, authorization: Option<String>) -
             name: "system:unsecured".into(),
             uid: String::new(),
             groups: vec!["system:masters".into(), "system:authenticated".into()],
+            extra: Default::default(),
         });
     }
     app.authn
@@ -395,6 +408,20 @@ async fn user_for(app: &App, conn: &Connection, authorization: Option<String>) -
             authorization: authorization.as_deref(),
         })
         .await
+}
+
+/// The user a request acts as: its requester, or whom its `Impersonate-*` headers name when the
+/// requester may impersonate them.
+async fn acting_as(
+    app: &App,
+    user: &UserInfo,
+    headers: &http::HeaderMap,
+) -> Result<UserInfo, ApiError> {
+    Ok(
+        authorization::impersonation::impersonate(app.authz.as_ref(), user, headers)
+            .await?
+            .unwrap_or_else(|| user.clone()),
+    )
 }
 
 /// What the audit log needs from a request, copied before the request is consumed.
@@ -466,9 +493,12 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     let mut info = None;
     let response = match &user {
         Some(user) if !user.is_anonymous() || anonymous_allowed(req.uri().path()) => {
-            route(&app, user.clone(), req, &mut kind, &mut info)
-                .await
-                .unwrap_or_else(IntoResponse::into_response)
+            match acting_as(&app, user, req.headers()).await {
+                Ok(acting) => route(&app, acting, req, &mut kind, &mut info)
+                    .await
+                    .unwrap_or_else(IntoResponse::into_response),
+                Err(e) => e.into_response(),
+            }
         }
         _ => ApiError::Unauthorized.into_response(),
     };
@@ -505,7 +535,7 @@ async fn route(
         if app.audit.is_some() {
             *audited = Some(info.clone());
         }
-        authorize(app, &user, &info, &path).await?;
+        authorize(app, &user, &info, &query, &path).await?;
         let (parts, body) = req.into_parts();
         let body = read_body(body, &parts.headers, app.max_body).await?;
         let registry = app.registry.acting_for(&user);
@@ -592,6 +622,7 @@ fn non_resource_attributes(user: &UserInfo, verb: &str, path: &str) -> Attribute
         namespace: String::new(),
         name: String::new(),
         path: path.into(),
+        field_selector: String::new(),
     }
 }
 
@@ -599,28 +630,14 @@ async fn authorize(
     app: &App,
     user: &UserInfo,
     info: &request::RequestInfo,
+    query: &Query,
     path: &str,
 ) -> Result<(), ApiError> {
-    let attrs = Attributes {
-        user: user.clone(),
-        verb: info.verb.as_str().into(),
-        resource_request: true,
-        api_group: info.res.group.into(),
-        api_version: info.res.version.into(),
-        resource: info.res.plural.into(),
-        subresource: info.subresource.clone().unwrap_or_default(),
-        namespace: info.namespace.clone().unwrap_or_default(),
-        name: info.name.clone().unwrap_or_default(),
-        path: path.into(),
-    };
+    let attrs = Attributes::for_request(user, info, &query.field_selector, path);
     match app.authz.authorize(&attrs).await {
         Decision::Allow => Ok(()),
         Decision::Deny(reason) => Err(ApiError::Forbidden(
-            Subject::new(
-                info.res.group,
-                info.res.plural,
-                info.name.as_deref().unwrap_or(""),
-            ),
+            Subject::new(info.res.group, info.res.plural, &attrs.name),
             crate::authz::forbidden_message(&attrs, &reason),
         )),
     }

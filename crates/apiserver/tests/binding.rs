@@ -11,6 +11,9 @@ use serde_json::json;
 #[tokio::test]
 async fn binding_assigns_a_node_once_and_a_plain_update_cannot() {
     let server = TestServer::start().await;
+    // What the controller manager's serviceaccount controller would have made (ServiceAccount
+    // admission refuses pods without it).
+    server.ok(&["create", "serviceaccount", "default"]).await;
     let pods: Api<Pod> = Api::namespaced(server.admin_client().await, "default");
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "p"},

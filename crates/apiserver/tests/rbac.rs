@@ -16,6 +16,7 @@ fn user(name: &str, groups: &[&str]) -> UserInfo {
         name: name.into(),
         uid: String::new(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
+        extra: Default::default(),
     }
 }
 
@@ -37,6 +38,7 @@ fn req(u: &UserInfo, verb: &str, group: &str, resource: &str, ns: &str, name: &s
         namespace: ns.into(),
         name: name.into(),
         path: String::new(),
+        field_selector: String::new(),
     }
 }
 
@@ -52,6 +54,7 @@ fn path(u: &UserInfo, verb: &str, p: &str) -> Attributes {
         namespace: String::new(),
         name: String::new(),
         path: p.into(),
+        field_selector: String::new(),
     }
 }
 

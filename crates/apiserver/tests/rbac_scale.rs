@@ -39,6 +39,7 @@ fn attrs(user: &str, groups: &[&str], resource: &str, ns: &str) -> Attributes {
             name: user.into(),
             uid: String::new(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            extra: Default::default(),
         },
         verb: "get".into(),
         resource_request: true,
@@ -49,6 +50,7 @@ fn attrs(user: &str, groups: &[&str], resource: &str, ns: &str) -> Attributes {
         namespace: ns.into(),
         name: "x".into(),
         path: String::new(),
+        field_selector: String::new(),
     }
 }
 

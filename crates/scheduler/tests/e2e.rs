@@ -45,6 +45,8 @@ impl Cluster {
             service_cidr: "10.152.183.0/24".into(),
             // Upstream's bootstrap policy: the scheduler works with system:kube-scheduler's rights.
             authorization_mode: apiserver::AuthorizationMode::NodeRbac,
+            // No serviceaccount controller makes each namespace's `default` account here.
+            disable_admission_plugins: vec!["ServiceAccount".into()],
             ..apiserver::Config::default()
         };
         let server = apiserver::Server::bind(config, store::engine::Engine::in_memory())

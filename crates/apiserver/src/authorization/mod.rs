@@ -7,9 +7,14 @@
 //!   ClusterRole aggregation back to the store.
 //! - [`bootstrap`]: reconciles upstream's default roles and bindings at start (in every mode,
 //!   as upstream, so that switching to RBAC later finds them).
+//! - [`node`]: the Node authorizer, over the pod/secret/PV graph [`node_graph`] keeps current.
 //! - [`check_write`]: the escalation checks on writes of the four RBAC kinds (RBAC mode only).
+//! - [`impersonation`]: the `Impersonate-*` headers, each authorized with the `impersonate` verb.
 
 pub mod bootstrap;
+pub mod impersonation;
+pub mod node;
+pub mod node_graph;
 pub mod policy_sync;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,12 +30,15 @@ use crate::config::AuthorizationMode;
 use crate::rbac::{escalation, Kind, RbacAuthorizer, RbacDecision};
 use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult, Subject};
+use node::NodeAuthorizer;
+use node_graph::NodeGraph;
 
 /// The authorizer of a running API server: one mode at a time, switchable while serving.
 /// The RBAC policy is kept current in every mode, so switching is instant.
 pub struct Switch {
     rbac_on: AtomicBool,
     rbac: Arc<RbacAuthorizer>,
+    node: NodeAuthorizer,
 }
 
 impl Switch {
@@ -38,7 +46,13 @@ impl Switch {
         Switch {
             rbac_on: AtomicBool::new(mode == AuthorizationMode::NodeRbac),
             rbac,
+            node: NodeAuthorizer::new(Arc::new(NodeGraph::default())),
         }
+    }
+
+    /// The Node authorizer's graph, for the server to keep current.
+    pub fn node_graph(&self) -> &Arc<NodeGraph> {
+        self.node.graph()
     }
 
     pub fn mode(&self) -> AuthorizationMode {
@@ -69,21 +83,18 @@ impl Switch {
             return Decision::Allow;
         }
         let mut reasons = Vec::new();
-        for decision in [node_authorizer(attrs), self.rbac.decide(attrs)] {
-            match decision {
-                RbacDecision::Allow(_) => return Decision::Allow,
-                RbacDecision::NoOpinion(reason) if !reason.is_empty() => reasons.push(reason),
-                RbacDecision::NoOpinion(_) => {}
-            }
+        match self.node.decide(attrs) {
+            RbacDecision::Allow(_) => return Decision::Allow,
+            RbacDecision::NoOpinion(reason) if !reason.is_empty() => reasons.push(reason),
+            RbacDecision::NoOpinion(_) => {}
+        }
+        match self.rbac.decide(attrs) {
+            RbacDecision::Allow(_) => return Decision::Allow,
+            RbacDecision::NoOpinion(reason) if !reason.is_empty() => reasons.push(reason),
+            RbacDecision::NoOpinion(_) => {}
         }
         Decision::Deny(reasons.join("\n"))
     }
-}
-
-/// The Node authorizer's place in the chain. There is none yet (issue 6 item 2): it has no
-/// opinion, so kubelets are authorized by RBAC alone (and `system:node` is bound to no one).
-fn node_authorizer(_attrs: &Attributes) -> RbacDecision {
-    RbacDecision::NoOpinion(String::new())
 }
 
 #[async_trait]
@@ -154,6 +165,7 @@ mod tests {
                 name: user.into(),
                 uid: String::new(),
                 groups: groups.iter().map(|g| g.to_string()).collect(),
+                extra: Default::default(),
             },
             verb: "list".into(),
             resource_request: true,
@@ -164,6 +176,7 @@ mod tests {
             namespace: "default".into(),
             name: String::new(),
             path: "/api/v1/namespaces/default/pods".into(),
+            ..Default::default()
         }
     }
 

@@ -128,12 +128,14 @@ mod tests {
             name: "ann".into(),
             uid: String::new(),
             groups: vec!["devs".into()],
+            extra: Default::default(),
         };
         assert_eq!(names(&b, &ann), ["a", "z"]);
         let builder = UserInfo {
             name: "system:serviceaccount:dev:builder".into(),
             uid: String::new(),
             groups: vec![],
+            extra: Default::default(),
         };
         assert_eq!(names(&b, &builder), ["sa"]);
         b.insert(binding("a", "dev", vec![Subject::user("bob")]));

@@ -61,6 +61,7 @@ fn resource_attributes(
         namespace: namespace.into(),
         name: name.into(),
         path: String::new(),
+        field_selector: String::new(),
     }
 }
 

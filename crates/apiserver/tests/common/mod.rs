@@ -21,6 +21,8 @@ pub struct Pki {
     pub admin_cert: String,
     pub admin_key: String,
     pub sa_private: String,
+    /// The CA's private key (PEM), to issue more client certificates ([`TestServer::client_cert`]).
+    pub ca_key: String,
 }
 
 fn issue(params: CertificateParams, ca: &Issuer<'_, KeyPair>) -> (String, String) {
@@ -52,6 +54,7 @@ pub fn make_pki(dir: &Path) -> Pki {
         KeyUsagePurpose::DigitalSignature,
     ];
     let ca_key = KeyPair::generate().expect("key");
+    let ca_key_pem = ca_key.serialize_pem();
     let ca_cert = ca_params.self_signed(&ca_key).expect("ca");
     let ca = Issuer::new(ca_params, ca_key);
 
@@ -81,6 +84,7 @@ pub fn make_pki(dir: &Path) -> Pki {
         admin_cert,
         admin_key,
         sa_private: sa.serialize_pem(),
+        ca_key: ca_key_pem,
     }
 }
 
@@ -270,6 +274,43 @@ impl TestServer {
 
     pub async fn admin_client(&self) -> kube::Client {
         self.client_from(&self.kubeconfig).await
+    }
+
+    /// A client certificate and key (PEM) for user `cn` in group `org`, signed by the cluster CA.
+    pub fn client_cert(&self, cn: &str, org: &str) -> (String, String) {
+        let key = KeyPair::from_pem(&self.pki.ca_key).expect("CA key");
+        let ca = Issuer::from_ca_cert_pem(&self.pki.ca_pem, key).expect("CA");
+        issue(client_params(cn, org), &ca)
+    }
+
+    /// A kubeconfig at `name` authenticating with a fresh client certificate for `cn`/`org`
+    /// (e.g. a kubelet's: `system:node:n1` in `system:nodes`).
+    pub fn cert_kubeconfig(&self, name: &str, cn: &str, org: &str) -> PathBuf {
+        let (cert, key) = self.client_cert(cn, org);
+        self.kubeconfig_with(
+            name,
+            &format!(
+                "client-certificate-data: {}, client-key-data: {}",
+                b64(&cert),
+                b64(&key)
+            ),
+        )
+    }
+
+    /// Runs /usr/bin/kubectl with another kubeconfig (see [`TestServer::kubeconfig_with`]).
+    pub async fn kubectl_with(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        let cache = self.dir.path().join("cache-other");
+        tokio::process::Command::new("/usr/bin/kubectl")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(args)
+            .env("HOME", self.dir.path())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("run kubectl")
     }
 
     /// Runs a kubectl binary (as [`TestServer::kubectl_v`]) with extra environment variables,

@@ -65,6 +65,8 @@ impl Cluster {
             service_account_signing_key: Some(paths.service_account_key.clone()),
             service_cidr: "10.152.183.0/24".into(),
             authorization_mode: apiserver::AuthorizationMode::NodeRbac,
+            // No serviceaccount controller makes each namespace's `default` account here.
+            disable_admission_plugins: vec!["ServiceAccount".into()],
             ..apiserver::Config::default()
         };
         let server = apiserver::Server::bind(config, store::engine::Engine::in_memory())
