@@ -74,6 +74,16 @@ impl Expectations {
         done
     }
 
+    /// A watch event showed the object: an expected creation counts as seen even if the object
+    /// is gone again before the next sync looks at the store (upstream's CreationObserved).
+    pub fn observed(&self, owner: &str, namespace: &str, name: &str) {
+        if let Some(list) = self.lock().get_mut(owner) {
+            list.retain(|(ns, n, what, _)| {
+                !(*what == Expect::Exists && ns == namespace && n == name)
+            });
+        }
+    }
+
     /// Names still expected to lose `finalizer` (so their finalizer is not counted again).
     pub fn losing(&self, owner: &str, finalizer: &str) -> Vec<String> {
         self.lock()

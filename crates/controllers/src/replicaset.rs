@@ -70,8 +70,12 @@ pub async fn run(ctx: Context) -> Result<()> {
         expectations: Expectations::default(),
         ctx: ctx.clone(),
     });
+    let seen = state.clone();
     controller
-        .watches_stream(pod_events, move |pod| sets_for_pod(&sets, &pod))
+        .watches_stream(pod_events, move |pod| {
+            observe(&seen, &pod);
+            sets_for_pod(&sets, &pod)
+        })
         .run(reconcile, error_policy, state)
         .for_each(|result| {
             ctx.metrics.reconciled(NAME, &result);
@@ -104,6 +108,18 @@ fn sets_for_pod(sets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet
 
 /// A conflict (a write from a stale cache) is retried at once, as upstream's rate limiter
 /// starts at 5 ms; anything else after a pause.
+/// Counts a pod the watch shows as seen by the expectations of its ReplicaSet.
+fn observe(state: &State, pod: &Pod) {
+    let Some(owner) = ownership::controller_of(&pod.metadata).filter(|o| o.kind == "ReplicaSet")
+    else {
+        return;
+    };
+    let ns = pod.namespace().unwrap_or_default();
+    state
+        .expectations
+        .observed(&format!("{ns}/{}", owner.name), &ns, &pod.name_any());
+}
+
 fn error_policy(_rs: Arc<ReplicaSet>, error: &Error, _state: Arc<State>) -> Action {
     tracing::debug!(%error, "replicaset: retrying");
     match error {
