@@ -110,12 +110,15 @@ where
     Ok(())
 }
 
+/// The services a pod belonged to at its last change.
+type Memberships = HashSet<ObjectRef<Service>>;
+
 /// The services a pod change concerns: those selecting it now and those that did before (a
 /// relabelled pod leaves a service, as upstream's getPodServiceMemberships of old and new).
 fn pod_mapper(
     services: Store<Service>,
 ) -> impl Fn(Pod) -> Vec<ObjectRef<Service>> + Send + Sync + 'static {
-    let before: Mutex<HashMap<(String, String), HashSet<ObjectRef<Service>>>> = Mutex::default();
+    let before: Mutex<HashMap<(String, String), Memberships>> = Mutex::default();
     move |pod| {
         let key = (pod.namespace().unwrap_or_default(), pod.name_any());
         let now: HashSet<_> = services
@@ -225,6 +228,15 @@ pub fn target_port(port: &ServicePort, pod: &Pod) -> Option<i32> {
     }
 }
 
+/// The appProtocol of the service port of that name.
+pub fn app_protocol(svc: &Service, name: &str) -> Option<String> {
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .and_then(|ps| ps.iter().find(|p| p.name.as_deref().unwrap_or("") == name))
+        .and_then(|p| p.app_protocol.clone())
+}
+
 pub fn pod_reference(pod: &Pod) -> ObjectReference {
     ObjectReference {
         kind: Some("Pod".into()),
@@ -321,15 +333,16 @@ async fn reconcile(client: Client, svc: Arc<Service>, watches: Arc<Watches>) -> 
     }
 }
 
+/// A port as resolved for one pod: name, number, protocol.
+pub type PortKey = (String, i32, String);
+
 /// Upstream's subsets, repacked: addresses grouped by the ports they serve, sorted.
 fn subsets(svc: &Service, selected: &[Arc<Pod>]) -> Vec<EndpointSubset> {
     let spec = svc.spec.clone().unwrap_or_default();
     let ports = spec.ports.unwrap_or_default();
     let tolerate_unready = publish_not_ready(svc);
-    let mut groups: BTreeMap<
-        Vec<(String, i32, String)>,
-        (Vec<EndpointAddress>, Vec<EndpointAddress>),
-    > = BTreeMap::new();
+    let mut groups: BTreeMap<Vec<PortKey>, (Vec<EndpointAddress>, Vec<EndpointAddress>)> =
+        BTreeMap::new();
     for pod in selected {
         let Some(ip) = address_of(pod) else { continue };
         if pod.metadata.deletion_timestamp.is_some() && !tolerate_unready {
@@ -342,7 +355,7 @@ fn subsets(svc: &Service, selected: &[Arc<Pod>]) -> Vec<EndpointSubset> {
             target_ref: Some(pod_reference(pod)),
         };
         let ready = tolerate_unready || pods::is_ready(pod);
-        let resolved: Vec<(String, i32, String)> = if ports.is_empty() && headless(svc) {
+        let resolved: Vec<PortKey> = if ports.is_empty() && headless(svc) {
             Vec::new()
         } else {
             ports
@@ -373,13 +386,6 @@ fn subsets(svc: &Service, selected: &[Arc<Pod>]) -> Vec<EndpointSubset> {
         .map(|(ports, (mut ready, mut not_ready))| {
             ready.sort_by(|a, b| a.ip.cmp(&b.ip));
             not_ready.sort_by(|a, b| a.ip.cmp(&b.ip));
-            let app_protocol = |name: &str| {
-                svc.spec
-                    .as_ref()
-                    .and_then(|s| s.ports.as_ref())
-                    .and_then(|ps| ps.iter().find(|p| p.name.as_deref().unwrap_or("") == name))
-                    .and_then(|p| p.app_protocol.clone())
-            };
             EndpointSubset {
                 addresses: (!ready.is_empty()).then_some(ready),
                 not_ready_addresses: (!not_ready.is_empty()).then_some(not_ready),
@@ -387,7 +393,7 @@ fn subsets(svc: &Service, selected: &[Arc<Pod>]) -> Vec<EndpointSubset> {
                     ports
                         .into_iter()
                         .map(|(name, port, protocol)| EndpointPort {
-                            app_protocol: app_protocol(&name),
+                            app_protocol: app_protocol(svc, &name),
                             name: (!name.is_empty()).then_some(name),
                             port,
                             protocol: Some(protocol),

@@ -18,7 +18,7 @@ use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
 
 use crate::context::Context;
-use crate::endpoints::{self, Watches};
+use crate::endpoints::{self, PortKey, Watches};
 use crate::error::Result;
 use crate::pods;
 
@@ -44,8 +44,7 @@ pub async fn run(ctx: Context) -> Result<()> {
 }
 
 /// Endpoints that serve the same ports, of one address type: the content of one or more slices.
-type Groups = BTreeMap<(String, Vec<EndpointPortKey>), Vec<Endpoint>>;
-type EndpointPortKey = (String, i32, String);
+type Groups = BTreeMap<(String, Vec<PortKey>), Vec<Endpoint>>;
 
 async fn reconcile(client: Client, svc: Arc<Service>, watches: Arc<Watches>) -> Result<Action> {
     if !endpoints::has_selector(&svc) || svc.metadata.deletion_timestamp.is_some() {
@@ -108,7 +107,7 @@ fn desired(svc: &Service, selected: &[Arc<Pod>]) -> Vec<EndpointSlice> {
             continue;
         };
         let family = if parsed.is_ipv4() { "IPv4" } else { "IPv6" };
-        let mut resolved: Vec<EndpointPortKey> = ports
+        let mut resolved: Vec<PortKey> = ports
             .iter()
             .filter_map(|p| {
                 Some((
@@ -160,19 +159,12 @@ fn desired(svc: &Service, selected: &[Arc<Pod>]) -> Vec<EndpointSlice> {
 fn slice(
     svc: &Service,
     family: &str,
-    ports: &[EndpointPortKey],
+    ports: &[PortKey],
     endpoints: Vec<Endpoint>,
 ) -> EndpointSlice {
     let mut labels = endpoints::labels_for(svc);
     labels.insert(SERVICE_NAME.into(), svc.name_any());
     labels.insert(MANAGED_BY.into(), CONTROLLER_NAME.into());
-    let app_protocol = |name: &str| {
-        svc.spec
-            .as_ref()
-            .and_then(|s| s.ports.as_ref())
-            .and_then(|ps| ps.iter().find(|p| p.name.as_deref().unwrap_or("") == name))
-            .and_then(|p| p.app_protocol.clone())
-    };
     EndpointSlice {
         metadata: ObjectMeta {
             generate_name: Some(format!("{}-", svc.name_any())),
@@ -193,7 +185,7 @@ fn slice(
             ports
                 .iter()
                 .map(|(name, port, protocol)| EndpointPort {
-                    app_protocol: app_protocol(name),
+                    app_protocol: endpoints::app_protocol(svc, name),
                     name: Some(name.clone()),
                     port: Some(*port),
                     protocol: Some(protocol.clone()),

@@ -205,3 +205,51 @@ async fn kubectl_cascade_orphan_and_legacy_orphan_dependents() {
         .is_empty());
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resources_added_later_are_collected() {
+    let (cluster, client) = cluster().await;
+    let crd = r#"{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+      "metadata": {"name": "widgets.example.com"},
+      "spec": {"group": "example.com", "scope": "Namespaced",
+        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+        "versions": [{"name": "v1", "served": true, "storage": true,
+          "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}"#;
+    let file = cluster.dir.path().join("crd.json");
+    std::fs::write(&file, crd).unwrap();
+    cluster
+        .kubectl(&["create", "-f", file.to_str().unwrap()])
+        .await;
+    cluster
+        .kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/widgets.example.com",
+            "--timeout=30s",
+        ])
+        .await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let owner = configmap(&cms, "owner", None, &[]).await;
+    let widget = format!(
+        r#"{{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {{"name": "w",
+          "ownerReferences": [{{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": "{}"}}]}}}}"#,
+        owner.metadata.uid.unwrap()
+    );
+    let file = cluster.dir.path().join("widget.json");
+    std::fs::write(&file, widget).unwrap();
+    cluster
+        .kubectl(&["create", "-f", file.to_str().unwrap()])
+        .await;
+    cms.delete("owner", &DeleteParams::background())
+        .await
+        .unwrap();
+    // Found at the next rediscovery (every 30 s), then collected.
+    eventually("the widget collected", 75, || async {
+        let out = cluster.kubectl_v(None, &["get", "widgets", "w"]).await;
+        String::from_utf8_lossy(&out.stderr)
+            .contains("not found")
+            .then_some(())
+    })
+    .await;
+    cluster.stop().await;
+}

@@ -488,8 +488,7 @@ impl Collector {
         }
     }
 
-    /// Drops the references to `owners` from the object (a merge patch of the remaining list,
-    /// guarded by uid and resourceVersion so a concurrent change is not lost).
+    /// Drops the references to `owners` from the object.
     async fn remove_owner_refs(
         &self,
         id: &Identity,
@@ -503,12 +502,7 @@ impl Collector {
             .flatten()
             .filter(|r| !owners.contains(&r.uid))
             .collect();
-        let patch = json!({"metadata": {
-            "uid": id.uid,
-            "resourceVersion": obj.metadata.resource_version,
-            "ownerReferences": refs,
-        }});
-        self.patch(id, patch).await
+        self.patch(id, obj, "ownerReferences", json!(refs)).await
     }
 
     /// Sets `blockOwnerDeletion: false` on the references to owners waiting for this object.
@@ -526,12 +520,7 @@ impl Collector {
                 r
             })
             .collect();
-        let patch = json!({"metadata": {
-            "uid": id.uid,
-            "resourceVersion": obj.metadata.resource_version,
-            "ownerReferences": refs,
-        }});
-        self.patch(id, patch).await
+        self.patch(id, obj, "ownerReferences", json!(refs)).await
     }
 
     async fn remove_finalizer(
@@ -547,15 +536,23 @@ impl Collector {
             .flatten()
             .filter(|f| *f != finalizer)
             .collect();
+        self.patch(id, obj, "finalizers", json!(finalizers)).await
+    }
+
+    /// Sets one metadata field by a merge patch guarded by uid and resourceVersion, so a
+    /// concurrent change is not lost (the conflict requeues the work, which reads again).
+    async fn patch(
+        &self,
+        id: &Identity,
+        obj: &DynamicObject,
+        field: &str,
+        value: serde_json::Value,
+    ) -> Result<()> {
         let patch = json!({"metadata": {
             "uid": id.uid,
             "resourceVersion": obj.metadata.resource_version,
-            "finalizers": finalizers,
+            field: value,
         }});
-        self.patch(id, patch).await
-    }
-
-    async fn patch(&self, id: &Identity, patch: serde_json::Value) -> Result<()> {
         let (api, _) = self
             .api_for(id)
             .map_err(|_| Error::Invalid(format!("no resource for {}", id.kind)))?;
