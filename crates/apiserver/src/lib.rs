@@ -20,6 +20,7 @@ mod content;
 mod conversion;
 pub mod crd;
 mod discovery;
+mod eviction;
 mod health;
 mod list_encoding;
 mod metadata;

@@ -58,6 +58,7 @@ pub async fn serve(call: Call<'_>) -> Result<Response, ApiError> {
         (Verb::Watch, _) => watch::serve(&call, output).await,
         (Verb::Create, _) if call.info.res.review => crate::reviews::create(&call).await,
         (Verb::Create, Some("binding")) => bind(&call).await,
+        (Verb::Create, Some("eviction")) => crate::eviction::create(&call).await,
         (Verb::Create, Some("token")) => crate::serviceaccount_tokens::create(&call).await,
         (Verb::Create, _) => create(&call, output).await,
         (Verb::Update | Verb::Patch, Some("scale")) => scale::write(&call)

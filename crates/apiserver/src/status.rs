@@ -74,6 +74,9 @@ pub enum ApiError {
     ApplyConflict(String, Vec<Cause>),
     #[error("Internal error occurred: {0}")]
     Internal(String),
+    /// 429, e.g. an eviction a PodDisruptionBudget does not allow now: message and causes.
+    #[error("{0}")]
+    TooManyRequests(String, Vec<Cause>),
 }
 
 fn invalid_message(subject: &Subject, causes: &[Cause]) -> String {
@@ -127,6 +130,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -146,6 +150,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::Timeout(_) => "Timeout",
             ApiError::Internal(_) => "InternalError",
+            ApiError::TooManyRequests(..) => "TooManyRequests",
         }
     }
 
@@ -164,6 +169,13 @@ impl ApiError {
             }
             ApiError::Internal(msg) => {
                 return Some(json!({"causes": [{"message": msg}]}));
+            }
+            ApiError::TooManyRequests(_, causes) => {
+                let causes: Vec<Value> = causes
+                    .iter()
+                    .map(|c| json!({"reason": c.reason, "message": c.message}))
+                    .collect();
+                return Some(json!({"causes": causes}));
             }
             ApiError::ApplyConflict(_, causes) => {
                 let causes: Vec<Value> = causes

@@ -31,6 +31,7 @@ mod health;
 mod insecure;
 pub mod label_selector;
 pub mod leader_election;
+pub mod quantity;
 pub mod node_affinity;
 mod routes;
 mod secure;
