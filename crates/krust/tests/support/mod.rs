@@ -172,6 +172,19 @@ impl Server {
             .unwrap()
     }
 
+    /// Runs kubectl every 200 ms until it succeeds (for what a controller makes shortly after
+    /// the start), for up to `secs` seconds; returns the last attempt.
+    pub fn kubectl_until_ok(&self, args: &[&str], secs: u64) -> Output {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let out = self.kubectl(args);
+            if out.status.success() || std::time::Instant::now() > deadline {
+                return out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.api_port)
     }
