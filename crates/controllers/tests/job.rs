@@ -301,7 +301,9 @@ async fn active_deadline_fails_the_job() {
 #[tokio::test]
 async fn finished_job_is_deleted_after_its_ttl() {
     let mut cluster = Cluster::start().await;
-    cluster.controllers(&["job", "ttl-after-finished"]).await;
+    cluster
+        .controllers(&["job", "ttl-after-finished", "garbagecollector"])
+        .await;
     let jobs: Api<Job> = Api::namespaced(cluster.admin.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(cluster.admin.clone(), "default");
     jobs.create(
@@ -319,13 +321,11 @@ async fn finished_job_is_deleted_after_its_ttl() {
         condition(&jobs.get_opt("brief").await.unwrap()?, "Complete")
     })
     .await;
-    // Foreground deletion: the job goes once the garbage collector (not running here) would
-    // have removed its pods, so it is at least marked for deletion.
-    eventually("the job deleted", 20, || async {
-        match jobs.get_opt("brief").await.unwrap() {
-            None => Some(()),
-            Some(j) => j.metadata.deletion_timestamp.map(|_| ()),
-        }
+    // Foreground deletion: the garbage collector removes the pod, then the job.
+    eventually("the job and its pod deleted", 30, || async {
+        let job_gone = jobs.get_opt("brief").await.unwrap().is_none();
+        let pod_gone = pods.get_opt(&pod.name_any()).await.unwrap().is_none();
+        (job_gone && pod_gone).then_some(())
     })
     .await;
     cluster.stop().await;
