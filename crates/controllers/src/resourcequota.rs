@@ -261,24 +261,12 @@ impl Usage {
         }
     }
 
-    async fn list<K>(&self, ns: &str) -> Result<Vec<K>>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-    {
+    async fn list<K: Namespaced>(&self, ns: &str) -> Result<Vec<K>> {
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
         Ok(api.list(&ListParams::default()).await?.items)
     }
 
-    async fn count<K>(&self, ns: &str) -> Result<usize>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-    {
+    async fn count<K: Namespaced>(&self, ns: &str) -> Result<usize> {
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
         Ok(api.list_metadata(&ListParams::default()).await?.items.len())
     }
@@ -307,6 +295,23 @@ impl Usage {
             .map_err(Error::from)?;
         Ok(Some(Quantity(listed.items.len().to_string())))
     }
+}
+
+/// A namespaced built-in kind the controller lists.
+trait Namespaced:
+    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> Namespaced for K where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+{
 }
 
 #[derive(Clone, Copy)]
