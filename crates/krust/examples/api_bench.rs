@@ -13,11 +13,18 @@
 //! ```sh
 //! cargo build --release -p krust
 //! cargo run --release -p krust --example api_bench            # KRUST_BIN or --krust to override
+//! cargo run --release -p krust --example api_bench -- --authz-overhead --pods 2000
 //! ```
+//!
+//! `--authz-overhead` measures something else instead: the same gets, lists and creates under
+//! AlwaysAllow and under Node,RBAC with 1,000 Roles and 1,000 RoleBindings, and their p99 ratio
+//! (see `api_bench/authz.rs`).
 //!
 //! All latencies are measured at the client, so they include kube-rs's own (de)serialisation and
 //! the client's share of the two CPUs; they are upper bounds of what the server spends.
 
+#[path = "api_bench/authz.rs"]
+mod authz;
 #[path = "api_bench/biglist.rs"]
 mod biglist;
 #[path = "api_bench/load.rs"]
@@ -74,6 +81,17 @@ struct Args {
     /// Updates each watcher must receive.
     #[arg(long, default_value_t = 20)]
     watch_updates: usize,
+    /// Measure authorization's cost instead: AlwaysAllow against Node,RBAC with `--rbac-objects`
+    /// Roles and as many RoleBindings, `--rounds` times each, and report the p99 ratio.
+    #[arg(long)]
+    authz_overhead: bool,
+    #[arg(long, default_value_t = 1_000)]
+    rbac_objects: usize,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// ConfigMap creates per mode and round (with --authz-overhead).
+    #[arg(long, default_value_t = 2_000)]
+    creates: usize,
 }
 
 /// Full lists at once in the memory-peak check (at most `--clients`).
@@ -96,6 +114,9 @@ async fn main() -> Result<()> {
     eprintln!("starting {} server", bin.display());
     let server = KrustServer::start(&bin)?;
     eprintln!("server ready, pid {}", server.pid());
+    if args.authz_overhead {
+        return authz_overhead(&args, &bin, server, &load_before, started).await;
+    }
     let results = match measure(&args, &server).await {
         Ok(results) => results,
         Err(e) => bail!("{e:?}\n--- server log (tail) ---\n{}", server.log_tail()),
@@ -177,6 +198,39 @@ async fn measure(args: &Args, server: &KrustServer) -> Result<report::Results> {
         concurrent,
         watch,
     })
+}
+
+async fn authz_overhead(
+    args: &Args,
+    bin: &std::path::Path,
+    server: KrustServer,
+    load_before: &str,
+    started: Instant,
+) -> Result<()> {
+    let params = authz::Params {
+        clients: args.clients,
+        pods: args.pods,
+        per_namespace: args.per_namespace,
+        gets: args.gets,
+        lists: args.lists,
+        creates: args.creates,
+        rbac_objects: args.rbac_objects,
+        rounds: args.rounds,
+    };
+    let config = kube_config(&server).await?;
+    let table = match authz::run(bin, &server, config, &params).await {
+        Ok(table) => table,
+        Err(e) => bail!("{e:?}\n--- server log (tail) ---\n{}", server.log_tail()),
+    };
+    server.stop()?;
+    println!(
+        "{} CPUs; load average (1/5/15 min) {load_before} before, {} after; run took {:.0} s.\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("{table}");
+    Ok(())
 }
 
 fn phase_done(name: &str, phase: &load::Phase) {

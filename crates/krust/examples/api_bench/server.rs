@@ -40,6 +40,9 @@ impl KrustServer {
             .arg(dir.path())
             .args(["--port", &format!("apiserver={api}")])
             .args(["--port", &format!("datastore={datastore}")])
+            // Free ports for the components too, so another server on the machine is no clash.
+            .args(["--port", &format!("scheduler={}", free_port()?)])
+            .args(["--port", &format!("controller-manager={}", free_port()?)])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
