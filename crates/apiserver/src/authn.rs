@@ -234,9 +234,16 @@ impl Authenticator {
             name: name.to_string(),
             uid: user.uid.clone(),
         };
-        match serviceaccount_tokens::check_alive(&self.store, namespace, &sa, claims.bound.as_ref())
-            .await
-        {
+        let alive = async {
+            if let Some(secret) = &claims.legacy_secret {
+                serviceaccount_tokens::check_legacy_secret(&self.store, namespace, secret, token)
+                    .await?;
+            }
+            serviceaccount_tokens::check_alive(&self.store, namespace, &sa, claims.bound.as_ref())
+                .await
+        }
+        .await;
+        match alive {
             Ok(()) => Some((user, audiences)),
             Err(e) => {
                 tracing::debug!(user = %user.name, error = %e, "service-account token refused");
@@ -287,6 +294,8 @@ struct SaClaims {
     bound: Option<KubernetesClaim>,
     #[serde(rename = "kubernetes.io/serviceaccount/service-account.uid")]
     legacy_uid: Option<String>,
+    #[serde(rename = "kubernetes.io/serviceaccount/secret.name")]
+    legacy_secret: Option<String>,
 }
 
 /// `aud` is a string or a list of strings (RFC 7519).
@@ -380,7 +389,7 @@ fn user_from_cert(der: &[u8]) -> Option<UserInfo> {
     Some(UserInfo::authenticated(id.user, String::new(), id.groups))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -443,6 +452,7 @@ mod tests {
             jti: String::new(),
             bound: None,
             legacy_uid: Some("u1".into()),
+            legacy_secret: None,
         };
         let u = c.user().unwrap();
         assert_eq!(u.name, "system:serviceaccount:kube-system:default");
@@ -470,6 +480,7 @@ mod tests {
                 ..Default::default()
             }),
             legacy_uid: None,
+            legacy_secret: None,
         };
         assert!(c(Audience::Many(vec!["x".into(), "https://i".into()])).bound_token_valid());
         assert!(!c(Audience::None).bound_token_valid());

@@ -6,6 +6,7 @@
 //! [`check_alive`] whether what a token names still exists: deleting the service account, or the
 //! pod or secret a token is bound to, revokes it.
 
+use base64::Engine as _;
 use std::path::Path;
 
 use axum::response::Response;
@@ -61,6 +62,8 @@ pub enum Revoked {
         actual: String,
         claimed: String,
     },
+    #[error("the token no longer matches secret {namespace}/{name}")]
+    TokenMismatch { namespace: String, name: String },
     #[error("looking up the token's objects: {0}")]
     Store(#[from] store::StoreError),
 }
@@ -350,6 +353,42 @@ pub async fn check_alive(
     }
     if let Some(pod) = claim.and_then(|c| c.pod.as_ref()) {
         check_object(store, "pods", namespace, pod).await?;
+    }
+    Ok(())
+}
+
+/// A legacy (Secret-based) token is valid only while its Secret exists, is not being deleted and
+/// still holds exactly this token, as upstream's legacy validator: deleting or rotating the
+/// Secret revokes it.
+pub async fn check_legacy_secret(
+    store: &DynStore,
+    namespace: &str,
+    secret: &str,
+    token: &str,
+) -> Result<(), Revoked> {
+    let deleted = || Revoked::Deleted {
+        kind: "secrets",
+        namespace: namespace.to_string(),
+        name: secret.to_string(),
+    };
+    let Some(res) = resources::find("", "v1", "secrets") else {
+        return Err(deleted());
+    };
+    let Some(stored) = storage::get(store, &res.key(Some(namespace), secret)).await? else {
+        return Err(deleted());
+    };
+    if !stored.obj["metadata"]["deletionTimestamp"].is_null() {
+        return Err(deleted());
+    }
+    let held = stored.obj["data"]["token"]
+        .as_str()
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .unwrap_or_default();
+    if !crate::authn::constant_time_eq(&held, token.as_bytes()) {
+        return Err(Revoked::TokenMismatch {
+            namespace: namespace.to_string(),
+            name: secret.to_string(),
+        });
     }
     Ok(())
 }

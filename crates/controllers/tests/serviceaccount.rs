@@ -87,10 +87,11 @@ async fn legacy_token_secret_gets_a_token_that_authenticates() {
     secrets
         .create(
             &PostParams::default(),
-            &serde_json::from_value(secret).unwrap(),
+            &serde_json::from_value(secret.clone()).unwrap(),
         )
         .await
         .unwrap();
+    let secret_json = secret;
     let filled = eventually("the token filled in", 30, || async {
         let secret = secrets.get("robot-token").await.unwrap();
         secret.data.filter(|d| d.contains_key("token"))
@@ -126,19 +127,7 @@ async fn legacy_token_secret_gets_a_token_that_authenticates() {
         ),
     )
     .unwrap();
-    let out = tokio::process::Command::new("/usr/bin/kubectl")
-        .args([
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            "auth",
-            "whoami",
-            "-o",
-            "json",
-        ])
-        .env("HOME", s.dir.path())
-        .output()
-        .await
-        .unwrap();
+    let out = whoami(&kubeconfig, s.dir.path()).await;
     assert!(
         out.status.success(),
         "{}",
@@ -149,6 +138,30 @@ async fn legacy_token_secret_gets_a_token_that_authenticates() {
         me["status"]["userInfo"]["username"],
         "system:serviceaccount:default:robot"
     );
+    // As upstream, a legacy token lives only as long as its Secret: deleting the Secret revokes
+    // it even though the account stays.
+    secrets
+        .delete("robot-token", &Default::default())
+        .await
+        .unwrap();
+    let out = whoami(&kubeconfig, s.dir.path()).await;
+    assert!(
+        !out.status.success(),
+        "a deleted secret's token still works: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Unauthorized"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(secret_json).unwrap(),
+        )
+        .await
+        .unwrap();
     // Its account deleted, the secret goes too.
     s.kubectl(&["delete", "serviceaccount", "robot"]).await;
     eventually("the secret deleted with its account", 30, || async {
@@ -162,4 +175,21 @@ async fn legacy_token_secret_gets_a_token_that_authenticates() {
     .await;
     manager.stop().await;
     s.stop().await;
+}
+
+/// `kubectl auth whoami -o json` with the given kubeconfig.
+async fn whoami(kubeconfig: &std::path::Path, home: &std::path::Path) -> std::process::Output {
+    tokio::process::Command::new("/usr/bin/kubectl")
+        .args([
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "auth",
+            "whoami",
+            "-o",
+            "json",
+        ])
+        .env("HOME", home)
+        .output()
+        .await
+        .unwrap()
 }
