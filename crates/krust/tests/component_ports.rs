@@ -1,6 +1,7 @@
-//! The scheduler's health and metrics ports as a client sees them: the secure port (10259 in
-//! the presets) with authentication and authorization delegated to the API server, and the
-//! legacy insecure localhost port of the microk8s profile. Judged with curl.
+//! The scheduler's and the controller manager's health and metrics ports as a client sees them:
+//! the secure ports (10259 and 10257 in the presets) with authentication and authorization
+//! delegated to the API server, and the legacy insecure localhost ports (10251 and 10252) of the
+//! microk8s profile. Judged with curl.
 
 mod support;
 
@@ -18,8 +19,35 @@ enum As<'a> {
     Cert(&'a str),
 }
 
-/// An HTTPS GET of the scheduler's secure port trusting the cluster CA: (status code, body).
-fn curl_secure(server: &Server, path: &str, who: As<'_>) -> (String, String) {
+/// A component with health and metrics ports, as the tests see it.
+struct Component {
+    /// Its key in the port map, e.g. `scheduler`; the insecure port's is `<key>-insecure`.
+    key: &'static str,
+    secure: u16,
+    insecure: u16,
+    /// The metrics line a component that holds its lease serves.
+    leading: &'static str,
+}
+
+fn components(server: &Server) -> [Component; 2] {
+    [
+        Component {
+            key: "scheduler",
+            secure: server.scheduler_port,
+            insecure: server.scheduler_insecure_port,
+            leading: "scheduler_leader 1",
+        },
+        Component {
+            key: "controller-manager",
+            secure: server.controller_manager_port,
+            insecure: server.controller_manager_insecure_port,
+            leading: "controller_manager_leader 1",
+        },
+    ]
+}
+
+/// An HTTPS GET of a secure port trusting the cluster CA: (status code, body).
+fn curl_secure(server: &Server, port: u16, path: &str, who: As<'_>) -> (String, String) {
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "-w", "\n%{http_code}", "--cacert"])
         .arg(server.path("certs/ca.crt"));
@@ -35,7 +63,7 @@ fn curl_secure(server: &Server, path: &str, who: As<'_>) -> (String, String) {
                 .arg(server.path(&format!("certs/{stem}.key")));
         }
     }
-    cmd.arg(format!("https://127.0.0.1:{}{path}", server.scheduler_port));
+    cmd.arg(format!("https://127.0.0.1:{port}{path}"));
     split(&stdout(&cmd.output().unwrap()))
 }
 
@@ -52,12 +80,13 @@ fn split(text: &str) -> (String, String) {
     (code.to_string(), body.to_string())
 }
 
-/// Retries `get` until it answers 200 (the port starts with the API server, not before it).
-fn wait_ok(get: impl Fn() -> (String, String)) -> (String, String) {
+/// Retries `get` until it answers 200 with a body containing `want` (the port starts with the
+/// API server, not before it, and the lease is taken a moment later).
+fn wait_ok(want: &str, get: impl Fn() -> (String, String)) -> (String, String) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let answer = get();
-        if answer.0 == "200" || Instant::now() > deadline {
+        if (answer.0 == "200" && answer.1.contains(want)) || Instant::now() > deadline {
             return answer;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -79,63 +108,90 @@ fn log(server: &Server) -> String {
 }
 
 #[test]
-fn secure_port_delegates_authentication_and_authorization() {
+fn secure_ports_delegate_authentication_and_authorization() {
     let mut server = Server::new(&["--profile", "upstream"]);
     server.start();
-
-    let health = wait_ok(|| curl_secure(&server, "/healthz", As::Anonymous));
-    assert_eq!(health, ("200".into(), "ok".into()), "{}", log(&server));
-    for path in ["/livez", "/readyz"] {
-        assert_eq!(curl_secure(&server, path, As::Anonymous).0, "200", "{path}");
-    }
-
-    let (code, body) = curl_secure(&server, "/metrics", As::Anonymous);
-    assert_eq!((code.as_str(), body.trim()), ("401", "Unauthorized"));
-    let (code, _) = curl_secure(&server, "/metrics", As::Token("not-a-token"));
-    assert_eq!(code, "401");
-
-    let (code, body) = curl_secure(&server, "/metrics", As::Cert("admin"));
-    assert_eq!(code, "200", "{body}");
-    assert!(body.contains("scheduler_leader 1"), "{body}");
-
-    // kube-proxy's token is valid, but RBAC gives system:kube-proxy no /metrics.
     let proxy = token_of(&server, "system:kube-proxy");
-    let (code, body) = curl_secure(&server, "/metrics", As::Token(&proxy));
-    assert_eq!(code, "403", "{body}");
-    assert!(
-        body.starts_with(r#"Forbidden: User "system:kube-proxy" cannot get path "/metrics""#),
-        "{body}"
-    );
-    // The scheduler's insecure port is off outside the microk8s profile.
     let ports = ports_json(&server);
-    assert_eq!(row(&ports, "scheduler-insecure")["enabled"], false);
-    assert_eq!(row(&ports, "scheduler")["listening"], true, "{ports}");
+    for c in components(&server) {
+        let get = |path: &str, who: As<'_>| curl_secure(&server, c.secure, path, who);
+        let health = wait_ok("ok", || get("/healthz", As::Anonymous));
+        assert_eq!(
+            health,
+            ("200".into(), "ok".into()),
+            "{}: {}",
+            c.key,
+            log(&server)
+        );
+        for path in ["/livez", "/readyz"] {
+            assert_eq!(get(path, As::Anonymous).0, "200", "{} {path}", c.key);
+        }
+
+        let (code, body) = get("/metrics", As::Anonymous);
+        assert_eq!(
+            (code.as_str(), body.trim()),
+            ("401", "Unauthorized"),
+            "{}",
+            c.key
+        );
+        assert_eq!(
+            get("/metrics", As::Token("not-a-token")).0,
+            "401",
+            "{}",
+            c.key
+        );
+
+        let (code, body) = wait_ok(c.leading, || get("/metrics", As::Cert("admin")));
+        assert_eq!(code, "200", "{}: {body}", c.key);
+        assert!(body.contains(c.leading), "{}: {body}", c.key);
+
+        // kube-proxy's token is valid, but RBAC gives system:kube-proxy no /metrics.
+        let (code, body) = get("/metrics", As::Token(&proxy));
+        assert_eq!(code, "403", "{}: {body}", c.key);
+        assert!(
+            body.starts_with(r#"Forbidden: User "system:kube-proxy" cannot get path "/metrics""#),
+            "{}: {body}",
+            c.key
+        );
+        // The insecure port is off outside the microk8s profile.
+        let insecure = format!("{}-insecure", c.key);
+        assert_eq!(row(&ports, &insecure)["enabled"], false, "{insecure}");
+        assert_eq!(row(&ports, c.key)["listening"], true, "{ports}");
+    }
     server.stop();
 }
 
 #[test]
-fn microk8s_insecure_port_serves_health_and_metrics_on_localhost() {
+fn microk8s_insecure_ports_serve_health_and_metrics_on_localhost() {
     let mut server = Server::new(&["--profile", "microk8s"]);
     server.start();
-    let base = format!("http://127.0.0.1:{}", server.scheduler_insecure_port);
-
-    let health = wait_ok(|| curl_plain(&format!("{base}/healthz")));
-    assert_eq!(health, ("200".into(), "ok".into()), "{}", log(&server));
-    let (code, body) = curl_plain(&format!("{base}/metrics"));
-    assert_eq!(code, "200");
-    assert!(body.contains("scheduler_leader 1"), "{body}");
-
     let ports = ports_json(&server);
-    let insecure = row(&ports, "scheduler-insecure");
-    assert_eq!(insecure["listening"], true, "{ports}");
-    assert_eq!(insecure["bind"], "localhost");
-    // Bound to loopback only: the machine's other addresses refuse the connection.
-    for host in host_ipv4s() {
-        let url = format!("http://{host}:{}/healthz", server.scheduler_insecure_port);
-        assert_eq!(curl_plain(&url).0, "000", "{url} answered");
+    for c in components(&server) {
+        let base = format!("http://127.0.0.1:{}", c.insecure);
+        let health = wait_ok("ok", || curl_plain(&format!("{base}/healthz")));
+        assert_eq!(
+            health,
+            ("200".into(), "ok".into()),
+            "{}: {}",
+            c.key,
+            log(&server)
+        );
+        let (code, body) = wait_ok(c.leading, || curl_plain(&format!("{base}/metrics")));
+        assert_eq!(code, "200", "{}", c.key);
+        assert!(body.contains(c.leading), "{}: {body}", c.key);
+
+        let insecure = row(&ports, &format!("{}-insecure", c.key));
+        assert_eq!(insecure["listening"], true, "{ports}");
+        assert_eq!(insecure["bind"], "localhost");
+        // Bound to loopback only: the machine's other addresses refuse the connection.
+        for host in host_ipv4s() {
+            let url = format!("http://{host}:{}/healthz", c.insecure);
+            assert_eq!(curl_plain(&url).0, "000", "{url} answered");
+        }
+        // The secure port still refuses strangers.
+        let (code, _) = curl_secure(&server, c.secure, "/metrics", As::Anonymous);
+        assert_eq!(code, "401", "{}", c.key);
     }
-    // The secure port still refuses strangers.
-    assert_eq!(curl_secure(&server, "/metrics", As::Anonymous).0, "401");
     server.stop();
 }
 
