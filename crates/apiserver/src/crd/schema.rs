@@ -440,17 +440,20 @@ impl Validator<'_> {
         }
     }
 
+    /// `maxItems` / `maxProperties`: upstream words both as "items".
+    fn too_many(&mut self, schema: &Value, key: &str, n: u64, path: &str) {
+        if let Some(max) = schema[key].as_u64().filter(|max| n > *max) {
+            self.out.push(cause(
+                "FieldValueTooMany",
+                path,
+                format!("Too many: {n}: must have at most {max} items"),
+            ));
+        }
+    }
+
     fn array(&mut self, schema: &Value, items: &[Value], path: &str) {
         let n = items.len() as u64;
-        if let Some(max) = schema["maxItems"].as_u64() {
-            if n > max {
-                self.out.push(cause(
-                    "FieldValueTooMany",
-                    path,
-                    format!("Too many: {n}: must have at most {max} items"),
-                ));
-            }
-        }
+        self.too_many(schema, "maxItems", n, path);
         if let Some(min) = schema["minItems"].as_u64() {
             if n < min {
                 self.out.push(invalid(
@@ -524,15 +527,7 @@ impl Validator<'_> {
             }
         }
         let n = map.len() as u64;
-        if let Some(max) = schema["maxProperties"].as_u64() {
-            if n > max {
-                self.out.push(cause(
-                    "FieldValueTooMany",
-                    path,
-                    format!("Too many: {n}: must have at most {max} items"),
-                ));
-            }
-        }
+        self.too_many(schema, "maxProperties", n, path);
         if let Some(min) = schema["minProperties"].as_u64() {
             if n < min {
                 self.out.push(invalid(
