@@ -66,10 +66,12 @@ where
         services: services.clone(),
         pods,
     });
+    let deleted = Arc::new(deleted);
     let gone = services.clone();
+    let on_delete = deleted.clone();
     let trigger = service_changes.filter_map(move |svc| {
         let deleted_now = gone.get(&ObjectRef::from_obj(&svc)).is_none();
-        let cleanup = deleted_now.then(|| deleted(svc.clone()));
+        let cleanup = deleted_now.then(|| on_delete(svc.clone()));
         async move {
             match cleanup {
                 Some(cleanup) => {
@@ -88,10 +90,16 @@ where
         )
         .run(
             move |svc, state: Arc<(Arc<Watches>, Context, &'static str)>| {
-                let fut = reconcile(svc, state.0.clone());
-                let (ctx, name) = (state.1.clone(), state.2);
+                let fut = reconcile(svc.clone(), state.0.clone());
+                let (ctx, name, deleted) = (state.1.clone(), state.2, deleted.clone());
+                let services = state.0.services.clone();
                 async move {
                     let result = fut.await;
+                    // The service may have gone while this sync wrote for it, after the
+                    // deletion's cleanup ran: clean up again so nothing outlives it.
+                    if !still_there(&services, &svc) {
+                        deleted(svc.as_ref().clone()).await;
+                    }
                     if result.is_ok() {
                         ctx.metrics.synced(name);
                     }
@@ -108,6 +116,12 @@ where
         .for_each(|_| async {})
         .await;
     Ok(())
+}
+
+/// Whether the store still holds a service of this name (a successor's sync rewrites what
+/// this one wrote, so only absence calls for a cleanup).
+fn still_there(services: &Store<Service>, svc: &Service) -> bool {
+    services.get(&ObjectRef::from_obj(svc)).is_some()
 }
 
 /// The services a pod belonged to at its last change.
