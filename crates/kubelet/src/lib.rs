@@ -1,16 +1,27 @@
-//! The node agent. This crate holds what the kubelet stands on:
+//! The node agent. What it stands on:
 //!
 //! - [`containerd`]: writes containerd's config under the data dir and runs Debian's containerd
 //!   as a supervised child (or uses an existing runtime given by its endpoint);
 //! - [`cri`]: a CRI v1 client over gRPC on containerd's unix socket;
 //! - [`images`]: images without a registry: OCI-layout and docker-archive tarballs imported
 //!   through containerd's own content, images, snapshots and diff services, listed over CRI,
-//!   and the tarballs dropped into `<data-dir>/images/` imported once at start.
+//!   and the tarballs dropped into `<data-dir>/images/` imported once at start;
+//! - [`layout`] and [`labels`]: where things live on disk and how CRI objects are named, in
+//!   upstream's shapes; [`context`]: what every part shares.
 //!
-//! The pod lifecycle (sandboxes, containers, probes, volumes, status) is built on these.
+//! What it does: [`node`] (the Node object and its lease), [`pods`] (the pod lifecycle),
+//! [`volumes`], [`probes`], and [`server`] (the kubelet API on 10250/10255/10248).
 
 pub mod containerd;
+pub mod context;
 pub mod cri;
 mod grpc;
 pub mod images;
+pub mod labels;
+pub mod layout;
+pub mod node;
+pub mod pods;
+pub mod probes;
 pub mod proto;
+pub mod server;
+pub mod volumes;
