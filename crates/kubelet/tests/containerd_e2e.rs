@@ -354,3 +354,21 @@ fn extract_pause(tarball: &std::path::Path, to: &std::path::Path) {
     }
     panic!("no /pause in {}", tarball.display());
 }
+
+/// The test's own network namespace holds only loopback, and the host's links stay out of it.
+#[test]
+fn a_test_network_namespace_has_only_loopback() {
+    if !support::is_root() {
+        return;
+    }
+    support::netns::run(async {
+        let out = tokio::process::Command::new("ip")
+            .args(["-o", "link", "show"])
+            .output()
+            .await
+            .unwrap();
+        let links = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(links.lines().count(), 1, "{links}");
+        assert!(links.contains("lo:") && links.contains("UP"), "{links}");
+    });
+}

@@ -2,6 +2,8 @@
 //! and a look for processes a test left behind.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
