@@ -9,7 +9,8 @@
 //! - [`layout`] and [`labels`]: where things live on disk and how CRI objects are named, in
 //!   upstream's shapes; [`context`]: what every part shares.
 //!
-//! What it does: [`node`] (the Node object and its lease), [`pods`] (the pod lifecycle),
+//! What it does: [`node`] (the Node object and its lease), [`network`] (the pods' CNI
+//! configuration from the node's pod CIDR), [`pods`] (the pod lifecycle),
 //! [`volumes`], [`probes`], and [`server`] (the kubelet API on 10250/10255/10248).
 
 pub mod containerd;
@@ -19,6 +20,7 @@ mod grpc;
 pub mod images;
 pub mod labels;
 pub mod layout;
+pub mod network;
 pub mod node;
 pub mod pods;
 pub mod probes;
