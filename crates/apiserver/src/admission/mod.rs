@@ -7,9 +7,10 @@
 //! bootstrap, finalizer or aggregation writes); subresource creates that do not go through the
 //! registry's create (`serviceaccounts/token`) call [`run`] themselves.
 //!
-//! Plugins: [`service_account`] (upstream's `ServiceAccount`) and [`node_restriction`]
-//! (`NodeRestriction`).
+//! Plugins: [`service_account`] (upstream's `ServiceAccount`), [`node_restriction`]
+//! (`NodeRestriction`) and [`default_toleration_seconds`] (`DefaultTolerationSeconds`).
 
+pub mod default_toleration_seconds;
 pub mod node_restriction;
 pub mod service_account;
 
@@ -103,12 +104,14 @@ pub struct Admission {
 }
 
 impl Default for Admission {
-    /// The plugins krust enables, in upstream's order (ServiceAccount before NodeRestriction).
+    /// The plugins krust enables, in upstream's order (ServiceAccount, NodeRestriction,
+    /// DefaultTolerationSeconds).
     fn default() -> Self {
         Admission {
             plugins: vec![
                 Box::new(service_account::ServiceAccount),
                 Box::new(node_restriction::NodeRestriction),
+                Box::new(default_toleration_seconds::DefaultTolerationSeconds),
             ],
         }
     }

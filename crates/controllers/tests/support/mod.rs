@@ -65,8 +65,13 @@ impl Cluster {
             service_account_signing_key: Some(paths.service_account_key.clone()),
             service_cidr: "10.152.183.0/24".into(),
             authorization_mode: apiserver::AuthorizationMode::NodeRbac,
-            // No serviceaccount controller makes each namespace's `default` account here.
-            disable_admission_plugins: vec!["ServiceAccount".into()],
+            // No serviceaccount controller makes each namespace's `default` account here, and
+            // the node lifecycle tests need pods that do not tolerate unreachable nodes, which
+            // DefaultTolerationSeconds would give 300 s.
+            disable_admission_plugins: vec![
+                "ServiceAccount".into(),
+                "DefaultTolerationSeconds".into(),
+            ],
             ..apiserver::Config::default()
         };
         let server = apiserver::Server::bind(config, store::engine::Engine::in_memory())
