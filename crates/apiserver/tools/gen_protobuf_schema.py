@@ -103,6 +103,10 @@ def json_names(openapi, pkg):
 ACRONYMS = {
     'server_address_by_client_cid_rs': 'serverAddressByClientCIDRs', 'target_ww_ns': 'targetWWNs',
     'pod_cid_rs': 'podCIDRs', 'a_pi_group': 'apiGroup', 'non_resource_ur_ls': 'nonResourceURLs',
+    # Fields of messages k8s-openapi inlines (VolumeSource, PersistentVolumeSource) or spells
+    # differently, which the lookup above cannot find.
+    'downward_api': 'downwardAPI', 'scale_io': 'scaleIO', 'u_id': 'uid',
+    'insecure_skip_tls_verify_backend': 'insecureSkipTLSVerifyBackend',
 }
 
 
