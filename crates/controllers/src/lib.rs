@@ -33,6 +33,7 @@ pub mod garbage_collector;
 pub mod history;
 pub mod job;
 pub mod namespace;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod replicaset;
 pub mod resourcequota;

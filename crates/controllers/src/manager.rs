@@ -40,6 +40,7 @@ pub const CONTROLLERS: &[(&str, Start)] = &[
     ("garbagecollector", |c| {
         Box::pin(crate::garbage_collector::run(c))
     }),
+    ("nodeipam", |c| Box::pin(crate::node_ipam::run(c))),
     ("nodelifecycle", |c| Box::pin(crate::node_lifecycle::run(c))),
     ("taint-eviction-controller", |c| {
         Box::pin(crate::node_lifecycle::taint_eviction::run(c))
@@ -62,6 +63,9 @@ pub struct Config {
     pub metrics: Metrics,
     /// Node health timings and eviction rates (upstream's `--node-monitor-*` flags).
     pub node_lifecycle: crate::node_lifecycle::Settings,
+    /// Pod CIDRs for nodes (upstream's `--allocate-node-cidrs`, `--cluster-cidr`,
+    /// `--node-cidr-mask-size`); off unless a cluster CIDR is given.
+    pub node_ipam: crate::node_ipam::Settings,
     /// How often every ResourceQuota's usage is recalculated in full (upstream's
     /// `--resource-quota-sync-period`).
     pub resource_quota_sync_period: Duration,
@@ -80,6 +84,7 @@ impl Default for Config {
             lease: None,
             metrics: Metrics::default(),
             node_lifecycle: Default::default(),
+            node_ipam: Default::default(),
             resource_quota_sync_period: Duration::from_secs(300),
             service_account_key: None,
         }

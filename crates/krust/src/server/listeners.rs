@@ -97,6 +97,11 @@ async fn start_controller_manager(
     let config = controllers::Config {
         metrics,
         service_account_key: Some(paths.service_account_key.clone()),
+        // Each node's pod CIDR comes from the profile's cluster pod range (nodeipam).
+        node_ipam: controllers::node_ipam::Settings {
+            cluster_cidr: Some(map.profile().defaults().pod_cidr.to_string()),
+            node_cidr_mask_size: None,
+        },
         ..Default::default()
     };
     running.spawn("controller manager", move |stop| async move {
