@@ -1,8 +1,490 @@
-//! The pod lifecycle (owner: pods work in progress): the pods bound to this node, each synced by
-//! its own worker against the runtime over CRI — sandbox, init containers in order, containers,
-//! restarts with back-off, termination with grace — and their status written back to the API.
+//! The pod lifecycle: the pods bound to this node, each synced by its own worker against the
+//! runtime over CRI — sandbox, init containers in order, containers, restarts with back-off,
+//! termination with grace — and their status written back to the API, as upstream's kubelet.
 //!
-//! Contract for the rest of the agent: `pods::spawn(Arc<NodeContext>, ...) -> Pods` starts it;
-//! `Pods::stop` stops syncing without touching running containers (a restarted agent adopts
-//! them). Sandboxes and containers carry the [`labels`](crate::labels) keys; logs go where
+//! Contract for the rest of the agent: [`spawn`]`(Arc<NodeContext>) -> Pods` starts it;
+//! [`Pods::stop`] stops syncing without touching running containers (a restarted agent adopts
+//! them: it finds its sandboxes and containers by their [`labels`](crate::labels), and restart
+//! counts carry on from the containers' annotations). Logs go where
 //! [`Layout`](crate::layout::Layout) says.
+//!
+//! - [`mod@self`]: the dispatcher: a watch of `spec.nodeName=<node>` pods feeding one worker per
+//!   pod UID, a relist of the runtime's containers every second that wakes the worker of a pod
+//!   whose container changed state (upstream's PLEG), static pods from the manifests directory,
+//!   and the removal of sandboxes no pod owns any more;
+//! - `worker`: one pod's sync (upstream's `SyncPod`/`computePodActions`) and termination;
+//! - `sandbox`, `container`, `env`, `expand`: the CRI configs from the pod spec;
+//! - `image`: pull policy, pulls and their back-off; `backoff`: crash-loop back-off;
+//! - `status`: the pod status from the runtime's state (`generateAPIPodStatus`);
+//! - `runtime`: what the runtime holds for one pod; `static_pods`: manifests and mirror pods.
+
+mod backoff;
+mod container;
+mod env;
+mod expand;
+mod image;
+mod runtime;
+mod sandbox;
+mod static_pods;
+mod status;
+mod worker;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Api;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::context::NodeContext;
+use crate::cri::api;
+use crate::labels;
+use worker::Update;
+
+pub use static_pods::MIRROR_ANNOTATION;
+
+/// How often the runtime's containers are listed for changes.
+const RELIST: Duration = Duration::from_secs(1);
+/// How often static pods, orphaned sandboxes and the node's address are looked at.
+const HOUSEKEEPING: Duration = Duration::from_secs(10);
+/// How long [`Pods::stop`] lets workers finish what they are doing.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// What the workers share.
+pub(crate) struct Shared {
+    ctx: Arc<NodeContext>,
+    node: NodeInfo,
+    host_ip: RwLock<Option<String>>,
+}
+
+/// The node's allocatable resources, for `resourceFieldRef` limits that are not set.
+pub(crate) struct NodeInfo {
+    cpu_millis: i64,
+    memory: i64,
+}
+
+impl Shared {
+    fn host_ip(&self) -> Option<String> {
+        self.host_ip.read().ok().and_then(|ip| ip.clone())
+    }
+
+    /// Upstream's service environment variables (`FOO_SERVICE_HOST`, `FOO_PORT_80_TCP`, ...)
+    /// for the services of the pod's namespace (with `enableServiceLinks`, the default) and the
+    /// `kubernetes` service in `default`.
+    async fn service_env(&self, pod: &Pod) -> Vec<(String, String)> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let links = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true);
+        let mut services = Vec::new();
+        if links {
+            let api: Api<Service> = Api::namespaced(self.ctx.client.clone(), ns);
+            match api.list(&Default::default()).await {
+                Ok(list) => services.extend(list.items),
+                Err(e) => tracing::debug!(error = %e, "listing services for env failed"),
+            }
+        }
+        if ns != "default" || !links {
+            let api: Api<Service> = Api::namespaced(self.ctx.client.clone(), "default");
+            if let Ok(Some(svc)) = api.get_opt("kubernetes").await {
+                services.push(svc);
+            }
+        }
+        service_env(&services)
+    }
+}
+
+fn service_env(services: &[Service]) -> Vec<(String, String)> {
+    let mut services: Vec<&Service> = services.iter().collect();
+    services.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut out = Vec::new();
+    for svc in services {
+        let Some(spec) = &svc.spec else { continue };
+        let Some(ip) = spec
+            .cluster_ip
+            .as_deref()
+            .filter(|ip| !ip.is_empty() && *ip != "None")
+        else {
+            continue;
+        };
+        let ports = spec.ports.clone().unwrap_or_default();
+        let Some(first) = ports.first() else { continue };
+        let name = svc
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or("")
+            .to_uppercase()
+            .replace('-', "_");
+        let url_ip = if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
+        out.push((format!("{name}_SERVICE_HOST"), ip.to_string()));
+        out.push((format!("{name}_SERVICE_PORT"), first.port.to_string()));
+        for p in &ports {
+            if let Some(pn) = p.name.as_deref().filter(|n| !n.is_empty()) {
+                out.push((
+                    format!(
+                        "{name}_SERVICE_PORT_{}",
+                        pn.to_uppercase().replace('-', "_")
+                    ),
+                    p.port.to_string(),
+                ));
+            }
+        }
+        let proto = |p: &k8s_openapi::api::core::v1::ServicePort| {
+            p.protocol.clone().unwrap_or_else(|| "TCP".into())
+        };
+        out.push((
+            format!("{name}_PORT"),
+            format!("{}://{url_ip}:{}", proto(first).to_lowercase(), first.port),
+        ));
+        for p in &ports {
+            let prefix = format!("{name}_PORT_{}_{}", p.port, proto(p).to_uppercase());
+            out.push((
+                prefix.clone(),
+                format!("{}://{url_ip}:{}", proto(p).to_lowercase(), p.port),
+            ));
+            out.push((format!("{prefix}_PROTO"), proto(p).to_lowercase()));
+            out.push((format!("{prefix}_PORT"), p.port.to_string()));
+            out.push((format!("{prefix}_ADDR"), ip.to_string()));
+        }
+    }
+    out
+}
+
+/// The running pod lifecycle; [`Pods::stop`] ends it.
+pub struct Pods {
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Pods {
+    /// Stops watching and syncing; containers keep running.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the pod lifecycle for `ctx.node_name`.
+pub fn spawn(ctx: Arc<NodeContext>) -> Pods {
+    let (shutdown, stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let shared = Arc::new(Shared {
+            node: node_info(&ctx).await,
+            host_ip: RwLock::new(None),
+            ctx,
+        });
+        let mut dispatcher = Dispatcher {
+            shared,
+            workers: HashMap::new(),
+            shutdown: stopped.clone(),
+            seen: HashMap::new(),
+            static_uids: HashSet::new(),
+            mirrors: HashMap::new(),
+        };
+        dispatcher.run(stopped).await;
+    });
+    Pods { shutdown, task }
+}
+
+async fn node_info(ctx: &NodeContext) -> NodeInfo {
+    use component_base::quantity::{milli_value, value};
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    let node = api.get_opt(&ctx.node_name).await.ok().flatten();
+    let alloc = node
+        .and_then(|n| n.status)
+        .and_then(|s| s.allocatable)
+        .unwrap_or_default();
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1);
+    NodeInfo {
+        cpu_millis: alloc
+            .get("cpu")
+            .map(milli_value)
+            .unwrap_or(cpus as i64 * 1000),
+        memory: alloc
+            .get("memory")
+            .map(value)
+            .unwrap_or_else(container::node_memory),
+    }
+}
+
+/// The node's address for `hostIP`: its InternalIP, else its first address that is an IP.
+fn node_ip(node: &Node) -> Option<String> {
+    let addresses = node.status.as_ref()?.addresses.clone().unwrap_or_default();
+    addresses
+        .iter()
+        .find(|a| a.type_ == "InternalIP")
+        .or_else(|| {
+            addresses
+                .iter()
+                .find(|a| a.address.parse::<std::net::IpAddr>().is_ok())
+        })
+        .map(|a| a.address.clone())
+}
+
+struct WorkerHandle {
+    updates: watch::Sender<Update>,
+    poke: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+struct Dispatcher {
+    shared: Arc<Shared>,
+    workers: HashMap<String, WorkerHandle>,
+    shutdown: watch::Receiver<bool>,
+    /// Container ID → (state, pod UID) at the last relist.
+    seen: HashMap<String, (i32, String)>,
+    /// UIDs of the static pods running now.
+    static_uids: HashSet<String>,
+    /// The mirror pods the watch shows, by namespace and name.
+    mirrors: HashMap<(String, String), Pod>,
+}
+
+impl Dispatcher {
+    async fn run(&mut self, mut stopped: watch::Receiver<bool>) {
+        let ctx = self.shared.ctx.clone();
+        let api: Api<Pod> = Api::all(ctx.client.clone());
+        let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
+        let mut events = watcher::watcher(api, config).default_backoff().boxed();
+        let mut relist = tokio::time::interval(RELIST);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut listed: Option<HashSet<String>> = None;
+        let mut synced = false;
+        self.refresh_host_ip().await;
+        loop {
+            tokio::select! {
+                biased;
+                _ = stopped.changed() => break,
+                event = events.next() => match event {
+                    Some(Ok(Event::Apply(pod))) => self.deliver(pod),
+                    Some(Ok(Event::Delete(pod))) => {
+                        if static_pods::is_mirror(&pod) {
+                            self.mirrors.remove(&key(&pod));
+                        } else {
+                            self.gone(pod.metadata.uid.as_deref().unwrap_or(""));
+                        }
+                    }
+                    Some(Ok(Event::Init)) => {
+                        listed = Some(HashSet::new());
+                        self.mirrors.clear();
+                    }
+                    Some(Ok(Event::InitApply(pod))) => {
+                        if let Some(l) = listed.as_mut() {
+                            l.extend(pod.metadata.uid.clone());
+                        }
+                        self.deliver(pod);
+                    }
+                    Some(Ok(Event::InitDone)) => {
+                        // Pods deleted while the watch was down are gone.
+                        let listed = listed.take().unwrap_or_default();
+                        let stale: Vec<String> = self
+                            .workers
+                            .keys()
+                            .filter(|uid| !listed.contains(*uid) && !self.static_uids.contains(*uid))
+                            .cloned()
+                            .collect();
+                        for uid in stale {
+                            self.gone(&uid);
+                        }
+                        if !synced {
+                            synced = true;
+                            self.housekeeping(true).await;
+                        }
+                    }
+                    Some(Err(e)) => tracing::warn!(error = %e, "pod watch failed; retrying"),
+                    None => break,
+                },
+                _ = relist.tick() => self.relist().await,
+                _ = housekeeping.tick() => self.housekeeping(synced).await,
+            }
+        }
+        self.stop_workers().await;
+    }
+
+    fn deliver(&mut self, pod: Pod) {
+        if static_pods::is_mirror(&pod) {
+            self.mirrors.insert(key(&pod), pod);
+            return;
+        }
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
+        let pod = Arc::new(pod);
+        if let Some(w) = self.workers.get(&uid) {
+            if !w.task.is_finished() {
+                let _ = w.updates.send(Update::Pod(pod));
+                return;
+            }
+        }
+        let (updates, rx) = watch::channel(Update::Pod(pod.clone()));
+        let poke = Arc::new(Notify::new());
+        let task = tokio::spawn(worker::run(
+            self.shared.clone(),
+            pod,
+            rx,
+            poke.clone(),
+            self.shutdown.clone(),
+        ));
+        self.workers.insert(
+            uid,
+            WorkerHandle {
+                updates,
+                poke,
+                task,
+            },
+        );
+    }
+
+    fn gone(&mut self, uid: &str) {
+        if let Some(w) = self.workers.get(uid) {
+            let _ = w.updates.send(Update::Gone);
+        }
+    }
+
+    /// Wakes the worker of every pod whose containers changed state since the last relist.
+    async fn relist(&mut self) {
+        let Ok(containers) = self.shared.ctx.cri.list_containers().await else {
+            return;
+        };
+        let now: HashMap<String, (i32, String)> = containers
+            .into_iter()
+            .filter_map(|c| {
+                let uid = c.labels.get(labels::POD_UID)?.clone();
+                Some((c.id, (c.state, uid)))
+            })
+            .collect();
+        let mut changed: HashSet<&str> = HashSet::new();
+        for (id, (state, uid)) in &now {
+            if self.seen.get(id).map(|s| s.0) != Some(*state) {
+                changed.insert(uid);
+            }
+        }
+        for (id, (_, uid)) in &self.seen {
+            if !now.contains_key(id) {
+                changed.insert(uid);
+            }
+        }
+        for uid in changed {
+            if let Some(w) = self.workers.get(uid) {
+                w.poke.notify_one();
+            }
+        }
+        self.seen = now;
+    }
+
+    async fn housekeeping(&mut self, synced: bool) {
+        self.workers.retain(|_, w| !w.task.is_finished());
+        self.refresh_host_ip().await;
+        self.static_pods().await;
+        if synced {
+            self.remove_orphans().await;
+        }
+    }
+
+    async fn refresh_host_ip(&self) {
+        let api: Api<Node> = Api::all(self.shared.ctx.client.clone());
+        if let Ok(Some(node)) = api.get_opt(&self.shared.ctx.node_name).await {
+            if let Ok(mut ip) = self.shared.host_ip.write() {
+                *ip = node_ip(&node);
+            }
+        }
+    }
+
+    /// Runs the manifests directory's pods and keeps their mirror pods.
+    async fn static_pods(&mut self) {
+        let ctx = self.shared.ctx.clone();
+        let pods = static_pods::read_dir(&ctx.layout.manifests_dir(), &ctx.node_name);
+        let uids: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        for removed in self
+            .static_uids
+            .difference(&uids)
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            self.gone(&removed);
+        }
+        for mirror in self.mirrors.values() {
+            if !uids.contains(static_pods::mirror_hash(mirror)) {
+                let ns = mirror.metadata.namespace.as_deref().unwrap_or("default");
+                static_pods::delete_mirror(&Api::namespaced(ctx.client.clone(), ns), mirror).await;
+            }
+        }
+        for pod in pods {
+            let mirror = self.mirrors.get(&key(&pod)).cloned();
+            static_pods::ensure_mirror(&ctx, &pod, mirror.as_ref()).await;
+            self.deliver(static_pods::with_mirror_status(pod, mirror.as_ref()));
+        }
+        self.static_uids = uids;
+    }
+
+    /// Stops and removes sandboxes whose pod is not bound here any more.
+    async fn remove_orphans(&self) {
+        let cri = &self.shared.ctx.cri;
+        let Ok(sandboxes) = cri.list_pod_sandboxes().await else {
+            return;
+        };
+        for s in sandboxes {
+            let Some(uid) = s.labels.get(labels::POD_UID) else {
+                continue;
+            };
+            if self.workers.contains_key(uid) {
+                continue;
+            }
+            tracing::info!(sandbox = %s.id, pod_uid = %uid, "removing the sandbox of a pod no longer bound here");
+            remove_sandbox(cri, &s).await;
+        }
+    }
+
+    async fn stop_workers(&mut self) {
+        let deadline = tokio::time::Instant::now() + STOP_WAIT;
+        for (_, w) in self.workers.drain() {
+            let mut task = w.task;
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+    }
+}
+
+fn key(pod: &Pod) -> (String, String) {
+    (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+async fn remove_sandbox(cri: &crate::cri::Cri, s: &api::PodSandbox) {
+    let grace = s
+        .annotations
+        .get(labels::TERMINATION_GRACE_PERIOD)
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(2);
+    if let Ok(containers) = cri.list_containers().await {
+        for c in containers.iter().filter(|c| c.pod_sandbox_id == s.id) {
+            if c.state == api::ContainerState::ContainerRunning as i32 {
+                let _ = cri.stop_container(&c.id, grace).await;
+            }
+        }
+    }
+    if let Err(e) = cri.stop_pod_sandbox(&s.id).await {
+        tracing::warn!(sandbox = %s.id, error = %e, "stopping an orphaned sandbox failed");
+        return;
+    }
+    if let Err(e) = cri.remove_pod_sandbox(&s.id).await {
+        tracing::warn!(sandbox = %s.id, error = %e, "removing an orphaned sandbox failed");
+    }
+}

@@ -1,0 +1,124 @@
+//! Making sure a container's image is there (upstream's `EnsureImageExists`): the pull policy
+//! decides whether to pull, a failed pull is `ErrImagePull` and, while backing off before the
+//! next try, `ImagePullBackOff`.
+
+use std::time::SystemTime;
+
+use k8s_openapi::api::core::v1::Container;
+
+use super::backoff::Backoff;
+use super::status::Waiting;
+use crate::cri::{api, image_spec, Cri};
+
+pub const ERR_IMAGE_PULL: &str = "ErrImagePull";
+pub const IMAGE_PULL_BACKOFF: &str = "ImagePullBackOff";
+pub const ERR_IMAGE_NEVER_PULL: &str = "ErrImageNeverPull";
+pub const INVALID_IMAGE_NAME: &str = "InvalidImageName";
+
+/// The pull policy, defaulted as the API server does (Always for `:latest` or no tag).
+pub fn pull_policy(container: &Container) -> &str {
+    if let Some(p) = container
+        .image_pull_policy
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        return p;
+    }
+    let image = container.image.as_deref().unwrap_or("");
+    let name = image.split('@').next().unwrap_or(image);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match last.split_once(':') {
+        Some((_, "latest")) | None if !image.contains('@') => "Always",
+        _ => "IfNotPresent",
+    }
+}
+
+/// What happened to the image.
+pub enum Ensured {
+    /// Present.
+    Ready,
+    /// Not there; the container waits with this reason.
+    Waiting(Waiting),
+}
+
+/// Ensures `container`'s image is present, pulling it per its policy with back-off keyed by
+/// `backoff_key`. `auth` are the credentials from the pod's pull secrets, tried in order.
+pub async fn ensure(
+    cri: &Cri,
+    container: &Container,
+    sandbox: &api::PodSandboxConfig,
+    auth: &[api::AuthConfig],
+    backoff: &mut Backoff,
+    backoff_key: &str,
+) -> Ensured {
+    let image = container.image.as_deref().unwrap_or("").trim();
+    if image.is_empty() {
+        return Ensured::Waiting(Waiting {
+            reason: INVALID_IMAGE_NAME.into(),
+            message: "Failed to apply default image tag \"\": couldn't parse image name \"\": invalid reference format".into(),
+        });
+    }
+    let policy = pull_policy(container);
+    let present = cri.image_status(image).await.ok().flatten();
+    match (policy, &present) {
+        ("Never", None) => {
+            return Ensured::Waiting(Waiting {
+                reason: ERR_IMAGE_NEVER_PULL.into(),
+                message: format!(
+                    "Container image \"{image}\" is not present with pull policy of Never"
+                ),
+            })
+        }
+        ("Never" | "IfNotPresent", Some(_)) => return Ensured::Ready,
+        _ => {}
+    }
+    let now = SystemTime::now();
+    if backoff.in_backoff_since_update(backoff_key, now).is_some() {
+        return Ensured::Waiting(Waiting {
+            reason: IMAGE_PULL_BACKOFF.into(),
+            message: format!("Back-off pulling image \"{image}\""),
+        });
+    }
+    match pull(cri, image, sandbox, auth).await {
+        Ok(_) => {
+            backoff.reset(backoff_key);
+            Ensured::Ready
+        }
+        // A node without a registry still runs what it has: an image imported locally is used
+        // when pulling it again (policy Always) fails.
+        Err(e) if present.is_some() => {
+            tracing::debug!(image, error = %e, "pull failed; using the image present on the node");
+            Ensured::Ready
+        }
+        Err(e) => {
+            backoff.next(backoff_key, now);
+            Ensured::Waiting(Waiting {
+                reason: ERR_IMAGE_PULL.into(),
+                message: e,
+            })
+        }
+    }
+}
+
+async fn pull(
+    cri: &Cri,
+    image: &str,
+    sandbox: &api::PodSandboxConfig,
+    auth: &[api::AuthConfig],
+) -> Result<String, String> {
+    let mut attempts: Vec<Option<api::AuthConfig>> = auth.iter().cloned().map(Some).collect();
+    attempts.push(None);
+    let mut last = String::new();
+    for auth in attempts {
+        let req = api::PullImageRequest {
+            image: Some(image_spec(image)),
+            auth,
+            sandbox_config: Some(sandbox.clone()),
+        };
+        match cri.images().pull_image(req).await {
+            Ok(r) => return Ok(r.into_inner().image_ref),
+            Err(status) => last = status.message().to_string(),
+        }
+    }
+    Err(format!("Failed to pull image \"{image}\": {last}"))
+}
