@@ -441,3 +441,134 @@ fn static_pods_run_from_manifests_with_mirror_pods() {
         cluster.stop().await;
     });
 }
+
+/// Volumes are mounted (a configMap's keys as files), postStart runs after the start, readiness
+/// follows its probe, and a failing liveness probe restarts the container.
+#[test]
+fn volumes_hooks_and_probes_drive_the_pod() {
+    if !support::can_run_containers() {
+        return;
+    }
+    support::netns::run(async {
+        let cluster = Cluster::start().await;
+        let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            kube::Api::namespaced(cluster.admin.clone(), "default");
+        cms.create(
+            &Default::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "files"}, "data": {"motd": "hi there"}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+        let mut pod = host_pod(
+            "probed",
+            json!([{
+                "name": "main",
+                "image": BUSYBOX,
+                "command": ["sh", "-c", "touch /tmp/healthy; sleep 2; touch /tmp/ready; sleep 4; rm /tmp/healthy; exec sleep 3600"],
+                "volumeMounts": [{"name": "files", "mountPath": "/etc/files"}, {"name": "scratch", "mountPath": "/scratch"}],
+                "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "echo posted > /scratch/post"]}}},
+                "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1},
+                "livenessProbe": {"exec": {"command": ["cat", "/tmp/healthy"]}, "periodSeconds": 1, "failureThreshold": 1}
+            }]),
+        );
+        pod["spec"]["volumes"] = json!([
+            {"name": "files", "configMap": {"name": "files"}},
+            {"name": "scratch", "emptyDir": {}}
+        ]);
+        cluster.create_pod(pod).await;
+        let running = cluster
+            .wait_pod("probed", 60, "Running, not ready", |p| {
+                phase(p) == "Running" && container_status(p, "main")["state"]["running"].is_object()
+            })
+            .await;
+        assert_eq!(
+            condition(&running, "Ready")["status"],
+            "False",
+            "{:#}",
+            running["status"]
+        );
+        let id = container_id(&running, "main");
+        let out = cluster
+            .cri
+            .exec_sync(
+                &id,
+                &["sh", "-c", "cat /etc/files/motd; echo; cat /scratch/post"],
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hi there\nposted\n");
+        cluster
+            .wait_pod("probed", 20, "Ready", |p| {
+                condition(p, "Ready")["status"] == "True"
+            })
+            .await;
+        let restarted = cluster
+            .wait_pod("probed", 40, "restarted by its liveness probe", |p| {
+                container_status(p, "main")["restartCount"].as_i64() >= Some(1)
+            })
+            .await;
+        let main = container_status(&restarted, "main");
+        assert!(main["lastState"]["terminated"].is_object(), "{main}");
+        assert_ne!(container_id(&restarted, "main"), id);
+        cluster.stop().await;
+    });
+}
+
+/// A pod off the host network gets an address from the node's pod CIDR through CNI (written as
+/// the node module does), its own hostname, and that address in its status and downward API.
+#[test]
+fn a_pod_network_pod_gets_an_address_from_the_pod_cidr() {
+    if !support::can_run_containers() {
+        return;
+    }
+    support::netns::run(async {
+        let cluster = Cluster::start().await;
+        kubelet::network::PodNetwork::new(&cluster.data_dir)
+            .write("10.88.7.0/24")
+            .unwrap();
+        cluster
+            .create_pod(json!({
+                "metadata": {"name": "netpod"},
+                "spec": {
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [{
+                        "name": "main",
+                        "image": BUSYBOX,
+                        "command": ["sleep", "3600"],
+                        "env": [{"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+                    }]
+                }
+            }))
+            .await;
+        let pod = cluster
+            .wait_pod("netpod", 60, "Running", |p| phase(p) == "Running")
+            .await;
+        let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+        assert!(ip.starts_with("10.88.7."), "{ip}");
+        assert_eq!(pod["status"]["hostIP"], "127.0.0.1");
+        let id = container_id(&pod, "main");
+        let out = cluster
+            .cri
+            .exec_sync(&id, &["sh", "-c", "hostname; echo $MY_IP"], 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("netpod\n{ip}\n")
+        );
+        cluster
+            .pods_api()
+            .delete("netpod", &Default::default())
+            .await
+            .unwrap();
+        pods_support::eventually("the pod removed", 30, || async {
+            cluster.get_pod("netpod").await.is_none().then_some(())
+        })
+        .await;
+        cluster.stop().await;
+    });
+}

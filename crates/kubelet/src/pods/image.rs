@@ -35,8 +35,8 @@ pub fn pull_policy(container: &Container) -> &str {
 
 /// What happened to the image.
 pub enum Ensured {
-    /// Present.
-    Ready,
+    /// Present; says how (upstream's Pulled event message).
+    Ready(String),
     /// Not there; the container waits with this reason.
     Waiting(Waiting),
 }
@@ -69,7 +69,11 @@ pub async fn ensure(
                 ),
             })
         }
-        ("Never" | "IfNotPresent", Some(_)) => return Ensured::Ready,
+        ("Never" | "IfNotPresent", Some(_)) => {
+            return Ensured::Ready(format!(
+                "Container image \"{image}\" already present on machine"
+            ))
+        }
         _ => {}
     }
     let now = SystemTime::now();
@@ -79,16 +83,22 @@ pub async fn ensure(
             message: format!("Back-off pulling image \"{image}\""),
         });
     }
+    let started = std::time::Instant::now();
     match pull(cri, image, sandbox, auth).await {
         Ok(_) => {
             backoff.reset(backoff_key);
-            Ensured::Ready
+            Ensured::Ready(format!(
+                "Successfully pulled image \"{image}\" in {:?}",
+                started.elapsed()
+            ))
         }
         // A node without a registry still runs what it has: an image imported locally is used
         // when pulling it again (policy Always) fails.
         Err(e) if present.is_some() => {
             tracing::debug!(image, error = %e, "pull failed; using the image present on the node");
-            Ensured::Ready
+            Ensured::Ready(format!(
+                "Container image \"{image}\" already present on machine"
+            ))
         }
         Err(e) => {
             backoff.next(backoff_key, now);

@@ -12,7 +12,12 @@
 //!   pod UID, a relist of the runtime's containers every second that wakes the worker of a pod
 //!   whose container changed state (upstream's PLEG), static pods from the manifests directory,
 //!   and the removal of sandboxes no pod owns any more;
-//! - `worker`: one pod's sync (upstream's `SyncPod`/`computePodActions`) and termination;
+//! - `worker`: one pod's sync (upstream's `SyncPod`/`computePodActions`) and termination:
+//!   [`Volumes::setup`](crate::volumes::Volumes::setup) on every sync and its mounts for each
+//!   container, the [`ProbeManager`](crate::probes::ProbeManager) told of every started container
+//!   (a failed liveness or startup probe kills it, readiness makes it ready), postStart after the
+//!   start and preStop within the grace period before a stop, volumes torn down at the end;
+//! - `events`: Pulled/Created/Started/Killing/BackOff/Failed/Unhealthy events as the kubelet;
 //! - `sandbox`, `container`, `env`, `expand`: the CRI configs from the pod spec;
 //! - `image`: pull policy, pulls and their back-off; `backoff`: crash-loop back-off;
 //! - `status`: the pod status from the runtime's state (`generateAPIPodStatus`);
@@ -21,6 +26,7 @@
 mod backoff;
 mod container;
 mod env;
+mod events;
 mod expand;
 mod image;
 mod runtime;
@@ -44,6 +50,8 @@ use tokio::task::JoinHandle;
 use crate::context::NodeContext;
 use crate::cri::api;
 use crate::labels;
+use crate::probes::{ProbeEvent, ProbeManager};
+use crate::volumes::Volumes;
 use worker::Update;
 
 pub use static_pods::MIRROR_ANNOTATION;
@@ -58,6 +66,8 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 /// What the workers share.
 pub(crate) struct Shared {
     ctx: Arc<NodeContext>,
+    volumes: Volumes,
+    probes: ProbeManager,
     node: NodeInfo,
     host_ip: RwLock<Option<String>>,
 }
@@ -180,7 +190,10 @@ impl Pods {
 pub fn spawn(ctx: Arc<NodeContext>) -> Pods {
     let (shutdown, stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
+        let (probes, probe_events) = ProbeManager::new(ctx.cri.clone());
         let shared = Arc::new(Shared {
+            volumes: Volumes::new(ctx.clone()),
+            probes,
             node: node_info(&ctx).await,
             host_ip: RwLock::new(None),
             ctx,
@@ -193,7 +206,7 @@ pub fn spawn(ctx: Arc<NodeContext>) -> Pods {
             static_uids: HashSet::new(),
             mirrors: HashMap::new(),
         };
-        dispatcher.run(stopped).await;
+        dispatcher.run(stopped, probe_events).await;
     });
     Pods { shutdown, task }
 }
@@ -237,6 +250,7 @@ fn node_ip(node: &Node) -> Option<String> {
 struct WorkerHandle {
     updates: watch::Sender<Update>,
     poke: Arc<Notify>,
+    kills: tokio::sync::mpsc::UnboundedSender<worker::Kill>,
     task: JoinHandle<()>,
 }
 
@@ -253,7 +267,11 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    async fn run(&mut self, mut stopped: watch::Receiver<bool>) {
+    async fn run(
+        &mut self,
+        mut stopped: watch::Receiver<bool>,
+        mut probe_events: tokio::sync::mpsc::UnboundedReceiver<ProbeEvent>,
+    ) {
         let ctx = self.shared.ctx.clone();
         let api: Api<Pod> = Api::all(ctx.client.clone());
         let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
@@ -308,6 +326,7 @@ impl Dispatcher {
                     Some(Err(e)) => tracing::warn!(error = %e, "pod watch failed; retrying"),
                     None => break,
                 },
+                Some(event) = probe_events.recv() => self.probe_event(event),
                 _ = relist.tick() => self.relist().await,
                 _ = housekeeping.tick() => self.housekeeping(synced).await,
             }
@@ -332,21 +351,58 @@ impl Dispatcher {
         }
         let (updates, rx) = watch::channel(Update::Pod(pod.clone()));
         let poke = Arc::new(Notify::new());
-        let task = tokio::spawn(worker::run(
-            self.shared.clone(),
-            pod,
-            rx,
-            poke.clone(),
-            self.shutdown.clone(),
-        ));
+        let (kills, kill_rx) = tokio::sync::mpsc::unbounded_channel();
+        let inputs = worker::Inputs {
+            updates: rx,
+            poke: poke.clone(),
+            kills: kill_rx,
+            shutdown: self.shutdown.clone(),
+        };
+        let task = tokio::spawn(worker::run(self.shared.clone(), pod, inputs));
         self.workers.insert(
             uid,
             WorkerHandle {
                 updates,
                 poke,
+                kills,
                 task,
             },
         );
+    }
+
+    /// A failed liveness or startup probe kills the container (the worker restarts it per the
+    /// restart policy); a readiness change gets the pod's status written.
+    fn probe_event(&mut self, event: ProbeEvent) {
+        match event {
+            ProbeEvent::LivenessFailed {
+                pod_uid,
+                container,
+                container_id,
+                message,
+            } => self.kill(&pod_uid, &container, container_id, message, "liveness"),
+            ProbeEvent::StartupFailed {
+                pod_uid,
+                container,
+                container_id,
+                message,
+            } => self.kill(&pod_uid, &container, container_id, message, "startup"),
+            ProbeEvent::ReadinessChanged { pod_uid } => {
+                if let Some(w) = self.workers.get(&pod_uid) {
+                    w.poke.notify_one();
+                }
+            }
+        }
+    }
+
+    fn kill(&mut self, uid: &str, container: &str, id: String, probe_message: String, probe: &str) {
+        if let Some(w) = self.workers.get(uid) {
+            let _ = w.kills.send(worker::Kill {
+                container: container.to_string(),
+                container_id: id,
+                probe_message,
+                message: format!("Container {container} failed {probe} probe, will be restarted"),
+            });
+        }
     }
 
     fn gone(&mut self, uid: &str) {

@@ -10,12 +10,13 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::Api;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::container;
 use super::env::{container_env, EnvInputs, Objects};
+use super::events::{self, EventType, EventType::Normal, EventType::Warning};
 use super::image::{self, Ensured};
 use super::runtime::{attempt, container_name, is_exited, is_running, PodRuntime};
 use super::sandbox::{self, ids};
@@ -23,6 +24,7 @@ use super::status::{self, qos_class, Observed, Waiting};
 use super::Shared;
 use crate::cri::api;
 use crate::layout::Layout;
+use crate::volumes::PodVolumes;
 
 /// How often a pod is synced when nothing happens.
 const RESYNC: Duration = Duration::from_secs(10);
@@ -30,6 +32,26 @@ const RESYNC: Duration = Duration::from_secs(10);
 const RESET_AFTER: Duration = Duration::from_secs(600);
 /// Upstream's floor for a kill's grace period.
 const MIN_GRACE: i64 = 2;
+
+/// What wakes a worker besides the clock.
+pub struct Inputs {
+    pub updates: watch::Receiver<Update>,
+    /// The runtime or the probes saw something change.
+    pub poke: Arc<Notify>,
+    /// Containers to kill (failed liveness or startup probes).
+    pub kills: mpsc::UnboundedReceiver<Kill>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// A container to kill so that it restarts.
+pub struct Kill {
+    pub container: String,
+    pub container_id: String,
+    /// The probe's own message ("Liveness probe failed: ...").
+    pub probe_message: String,
+    /// Upstream's Killing message ("Container main failed liveness probe, will be restarted").
+    pub message: String,
+}
 
 /// What the worker knows of its pod from the API.
 #[derive(Clone)]
@@ -52,6 +74,10 @@ pub struct Worker {
     written: Option<(serde_json::Value, Option<String>)>,
     /// The sandbox config of the current sandbox (containers are created with it).
     sandbox_config: Option<(String, api::PodSandboxConfig)>,
+    /// The pod's volumes as the last sync set them up.
+    volumes: Option<PodVolumes>,
+    /// Events written recently (reason and message), so repeats are not written every sync.
+    recent_events: HashMap<(String, String), std::time::Instant>,
 }
 
 enum Next {
@@ -61,13 +87,13 @@ enum Next {
     Done,
 }
 
-pub async fn run(
-    shared: Arc<Shared>,
-    pod: Arc<Pod>,
-    mut updates: watch::Receiver<Update>,
-    poke: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(shared: Arc<Shared>, pod: Arc<Pod>, inputs: Inputs) {
+    let Inputs {
+        mut updates,
+        poke,
+        mut kills,
+        mut shutdown,
+    } = inputs;
     let terminal = pod
         .status
         .as_ref()
@@ -84,6 +110,8 @@ pub async fn run(
         start_time: None,
         written: None,
         sandbox_config: None,
+        volumes: None,
+        recent_events: HashMap::new(),
     };
     let mut wake = Instant::now();
     loop {
@@ -92,6 +120,7 @@ pub async fn run(
             _ = shutdown.changed() => return,
             changed = updates.changed() => if changed.is_err() { return },
             _ = poke.notified() => {}
+            Some(kill) = kills.recv() => worker.kill(kill).await,
             _ = tokio::time::sleep_until(wake) => {}
         }
         if *shutdown.borrow() {
@@ -113,6 +142,22 @@ impl Worker {
     fn name(&self) -> String {
         let (ns, name, _) = ids(&self.pod);
         format!("{ns}/{name}")
+    }
+
+    fn event(&self, kind: EventType, reason: &str, message: &str) {
+        events::record(&self.shared.ctx, &self.pod, kind, reason, message);
+    }
+
+    /// An event not written again for the same reason and message within a minute (upstream's
+    /// recorder folds repeats into a count).
+    fn event_once(&mut self, kind: EventType, reason: &str, message: &str) {
+        let key = (reason.to_string(), message.to_string());
+        let now = std::time::Instant::now();
+        self.recent_events
+            .retain(|_, at| now.duration_since(*at) < Duration::from_secs(60));
+        if self.recent_events.insert(key, now).is_none() {
+            self.event(kind, reason, message);
+        }
     }
 
     async fn sync(&mut self) -> Next {
@@ -176,9 +221,23 @@ impl Worker {
             .unwrap_or_else(|| "Always".into());
         let mut changed = false;
 
+        // Volumes first (every sync: configMap and secret contents follow their objects).
+        let volumes_ok = match self.shared.volumes.setup(&self.pod).await {
+            Ok(v) => {
+                self.volumes = Some(v);
+                true
+            }
+            Err(e) => {
+                tracing::info!(pod = %self.name(), error = %e, "volumes not ready");
+                self.event_once(Warning, e.reason(), &e.to_string());
+                next = next.min(Duration::from_secs(2));
+                false
+            }
+        };
+
         // Init containers, one at a time, in order; each must succeed before the next starts.
-        let mut init_done = true;
-        for c in spec.init_containers.iter().flatten() {
+        let mut init_done = volumes_ok;
+        for c in spec.init_containers.iter().flatten().filter(|_| volumes_ok) {
             let current = runtime.current(&c.name, &sandbox_id).cloned();
             match current {
                 Some(s) if is_exited(&s) && s.exit_code == 0 => continue,
@@ -263,11 +322,84 @@ impl Worker {
         if changed {
             runtime = PodRuntime::read(&ctx.cri, &uid).await?;
         }
+        self.track_probes(&runtime, &sandbox_id, &pod_ip);
         self.write_status(&runtime, Some(pod_ips), true).await?;
         if self.terminal.is_some() {
             self.stop_sandboxes(&runtime).await;
         }
         Ok(next)
+    }
+
+    /// Probes run for the running containers of the current sandbox (again after an agent
+    /// restart) and stop for the others.
+    fn track_probes(&self, runtime: &PodRuntime, sandbox_id: &str, pod_ip: &str) {
+        let probes = &self.shared.probes;
+        for c in &runtime.containers {
+            let current = runtime.sandbox_of.get(&c.id).map(String::as_str) == Some(sandbox_id);
+            if is_running(c) && current {
+                let ip = (!pod_ip.is_empty()).then(|| pod_ip.to_string());
+                probes.add(self.pod.clone(), container_name(c), &c.id, ip);
+            } else {
+                probes.remove(&c.id);
+            }
+        }
+    }
+
+    /// Kills a container whose liveness or startup probe failed; the next sync restarts it as
+    /// the restart policy says.
+    async fn kill(&mut self, kill: Kill) {
+        tracing::info!(pod = %self.name(), container = %kill.container, probe = %kill.probe_message, "{}", kill.message);
+        self.event(Warning, "Unhealthy", &kill.probe_message);
+        self.event(Normal, "Killing", &kill.message);
+        let grace = self.grace_seconds(None);
+        let spec = self.container_spec(&kill.container);
+        self.stop_container(&kill.container_id, spec.as_ref(), grace)
+            .await;
+        self.shared.probes.remove(&kill.container_id);
+    }
+
+    fn container_spec(&self, name: &str) -> Option<Container> {
+        let spec = self.pod.spec.as_ref()?;
+        spec.containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .find(|c| c.name == name)
+            .cloned()
+    }
+
+    /// Runs the container's preStop hook (bounded by the grace period) and stops it with what
+    /// is left of the grace period.
+    async fn stop_container(&self, id: &str, spec: Option<&Container>, grace: i64) {
+        let cri = &self.shared.ctx.cri;
+        let started = std::time::Instant::now();
+        let pre_stop = spec.and_then(|c| c.lifecycle.as_ref()?.pre_stop.clone());
+        if let (Some(hook), Some(c)) = (pre_stop, spec) {
+            let pod_ip = self.pod_ip();
+            let target = crate::probes::Target {
+                container_id: id,
+                container: c,
+                pod_ip: pod_ip.as_deref(),
+            };
+            let run = crate::probes::run_handler(cri, &hook, target);
+            match tokio::time::timeout(Duration::from_secs(grace as u64), run).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    let message = format!("PreStopHook failed: {e}");
+                    self.event(Warning, "FailedPreStopHook", &message);
+                }
+                Err(_) => {
+                    tracing::info!(pod = %self.name(), container = %c.name, "preStop hook did not finish within the grace period")
+                }
+            }
+        }
+        let left = grace - started.elapsed().as_secs() as i64;
+        if let Err(e) = cri.stop_container(id, left.max(MIN_GRACE)).await {
+            tracing::warn!(pod = %self.name(), container = %id, error = %e, "stopping a container failed");
+        }
+    }
+
+    fn pod_ip(&self) -> Option<String> {
+        self.pod.status.as_ref().and_then(|s| s.pod_ip.clone())
     }
 
     /// `Some(wait)` while the container named by `c` is backing off from its exit `s`
@@ -302,6 +434,11 @@ impl Worker {
                         ),
                     },
                 );
+                let message = format!(
+                    "Back-off restarting failed container {} in pod {name}_{ns}({uid})",
+                    c.name
+                );
+                self.event_once(Warning, "BackOff", &message);
                 let ends = finished + delay;
                 Some(ends.duration_since(now).unwrap_or_default() + Duration::from_millis(50))
             }
@@ -398,8 +535,15 @@ impl Worker {
         )
         .await
         {
-            Ensured::Ready => {}
-            Ensured::Waiting(w) => return Err(w),
+            Ensured::Ready(how) => self.event(Normal, "Pulled", &how),
+            Ensured::Waiting(w) => {
+                let (kind, reason) = match w.reason.as_str() {
+                    image::IMAGE_PULL_BACKOFF => (Normal, "BackOff"),
+                    _ => (Warning, "Failed"),
+                };
+                self.event(kind, reason, &w.message);
+                return Err(w);
+            }
         }
         let config_error = |message: String| Waiting {
             reason: "CreateContainerConfigError".into(),
@@ -422,7 +566,13 @@ impl Worker {
         let message_file =
             container::termination_message_file(&ctx.layout, uid, &c.name, restart_count);
         prepare_files(&log_dir, &message_file).map_err(|e| config_error(e.to_string()))?;
-        let mounts = Vec::new();
+        let mounts = match &self.volumes {
+            Some(v) => v.mounts(c).map_err(|e| Waiting {
+                reason: e.reason().into(),
+                message: e.to_string(),
+            })?,
+            None => Vec::new(),
+        };
         let config = container::config(container::Inputs {
             pod: &self.pod,
             container: c,
@@ -440,14 +590,37 @@ impl Worker {
                 reason: "CreateContainerError".into(),
                 message: format!("{e:#}"),
             })?;
+        self.event(Normal, "Created", &format!("Created container: {}", c.name));
         if let Err(e) = ctx.cri.start_container(&id).await {
+            self.event(Warning, "Failed", &format!("Error: {e:#}"));
             return Err(Waiting {
                 reason: "RunContainerError".into(),
                 message: format!("{e:#}"),
             });
         }
         tracing::info!(pod = %self.name(), container = %c.name, id = %id, restart_count, "container started");
+        self.event(Normal, "Started", &format!("Started container {}", c.name));
         self.remove_old(runtime, &c.name).await;
+        let ip = (!pod_ip.is_empty()).then(|| pod_ip.to_string());
+        self.shared.probes.add(self.pod.clone(), &c.name, &id, ip);
+        if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            let target = crate::probes::Target {
+                container_id: &id,
+                container: c,
+                pod_ip: (!pod_ip.is_empty()).then_some(pod_ip),
+            };
+            if let Err(e) = crate::probes::run_handler(&ctx.cri, hook, target).await {
+                let message = format!("PostStartHook failed: {e}");
+                self.event(Warning, "FailedPostStartHook", &message);
+                let grace = self.grace_seconds(None);
+                self.stop_container(&id, Some(c), grace).await;
+                self.shared.probes.remove(&id);
+                return Err(Waiting {
+                    reason: "PostStartHookError".into(),
+                    message,
+                });
+            }
+        }
         Ok(())
     }
 
@@ -526,17 +699,22 @@ impl Worker {
         } else {
             self.grace_seconds(None)
         };
-        let stops = runtime.running().map(|c| {
-            let cri = ctx.cri.clone();
-            let id = c.id.clone();
-            async move {
-                if let Err(e) = cri.stop_container(&id, grace).await {
-                    tracing::warn!(container = %id, error = %e, "stopping a container failed");
-                }
+        // Every container at once, each with its preStop hook, within the grace period.
+        let specs: Vec<(String, Option<Container>)> = runtime
+            .running()
+            .map(|c| (c.id.clone(), self.container_spec(container_name(c))))
+            .collect();
+        for (_, spec) in &specs {
+            if let Some(c) = spec {
+                self.event(Normal, "Killing", &format!("Stopping container {}", c.name));
             }
-        });
+        }
+        let stops = specs
+            .iter()
+            .map(|(id, spec)| self.stop_container(id, spec.as_ref(), grace));
         futures::future::join_all(stops).await;
-        if runtime.running().next().is_some() {
+        self.shared.probes.remove_pod(&uid);
+        if !specs.is_empty() {
             tracing::info!(pod = %format!("{ns}/{name}"), grace, "containers stopped");
         }
         for s in &runtime.sandboxes {
@@ -547,7 +725,9 @@ impl Worker {
         for c in &PodRuntime::read(&ctx.cri, &uid).await?.containers {
             let _ = ctx.cri.remove_container(&c.id).await;
         }
-        let _ = std::fs::remove_dir_all(ctx.layout.pod_dir(&uid).join("containers"));
+        // The pod's directory goes once its volumes are unmounted, never before.
+        self.shared.volumes.teardown(&uid).await?;
+        let _ = std::fs::remove_dir_all(ctx.layout.pod_dir(&uid));
         let _ = std::fs::remove_dir_all(ctx.layout.pod_log_dir(&ns, &name, &uid));
         if !self.gone {
             self.delete_object(&ns, &name, &uid).await?;
@@ -591,8 +771,10 @@ impl Worker {
                 .map(|p| p.ip)
                 .collect()
         });
-        let ready = |_: &str| true;
-        let started = |_: &str| true;
+        let probes = self.shared.probes.clone();
+        let probes2 = probes.clone();
+        let ready = move |id: &str| probes.ready(id);
+        let started = move |id: &str| probes2.started(id);
         let terminal = self.terminal.clone();
         let obs = Observed {
             pod: &self.pod,
