@@ -35,6 +35,7 @@ pub mod job;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
+pub mod persistentvolume;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod root_ca_cert_publisher;

@@ -47,6 +47,13 @@ pub const CONTROLLERS: &[(&str, Start)] = &[
     }),
     ("disruption", |c| Box::pin(crate::disruption::run(c))),
     ("resourcequota", |c| Box::pin(crate::resourcequota::run(c))),
+    ("persistentvolume-binder", |c| {
+        Box::pin(crate::persistentvolume::run_binder(c))
+    }),
+    // krust's own: provisions the default StorageClass's volumes under the data dir.
+    ("local-path-provisioner", |c| {
+        Box::pin(crate::persistentvolume::run_local_path(c))
+    }),
 ];
 
 /// The controller manager's settings.
@@ -73,6 +80,8 @@ pub struct Config {
     /// are signed with (upstream's `--service-account-private-key-file`); `None` leaves them
     /// empty.
     pub service_account_key: Option<std::path::PathBuf>,
+    /// The local-path provisioner's storage directory and default class name.
+    pub local_path: crate::persistentvolume::local_path::Settings,
 }
 
 impl Default for Config {
@@ -87,6 +96,7 @@ impl Default for Config {
             node_ipam: Default::default(),
             resource_quota_sync_period: Duration::from_secs(300),
             service_account_key: None,
+            local_path: Default::default(),
         }
     }
 }
