@@ -9,10 +9,12 @@
 //! - [`layout`] and [`labels`]: where things live on disk and how CRI objects are named, in
 //!   upstream's shapes; [`context`]: what every part shares.
 //!
-//! What it does: [`node`] (the Node object and its lease), [`network`] (the pods' CNI
-//! configuration from the node's pod CIDR), [`pods`] (the pod lifecycle),
+//! [`agent`] starts all of it as one piece. What it does: [`node`] (the Node object and its
+//! lease), [`network`] (the pods' CNI configuration from the node's pod CIDR), [`pods`] (the
+//! pod lifecycle),
 //! [`volumes`], [`probes`], and [`server`] (the kubelet API on 10250/10255/10248).
 
+pub mod agent;
 pub mod containerd;
 pub mod context;
 pub mod cri;
