@@ -52,7 +52,7 @@ pub async fn start(settings: &Settings, data_dir: &Path, store: Arc<dyn Store>) 
     // certificates, so either could as well run on another machine; their watches retry until
     // the API server above is listening.
     start_scheduler(&mut running, &map, &paths).await?;
-    start_controller_manager(&mut running, &map, &paths).await?;
+    start_controller_manager(&mut running, &map, &paths, data_dir).await?;
     Ok(running)
 }
 
@@ -88,6 +88,7 @@ async fn start_controller_manager(
     running: &mut Running,
     map: &ports::PortMap,
     paths: &pki::Paths,
+    data_dir: &Path,
 ) -> Result<()> {
     let kube_config = component_config(&paths.controller_config).await?;
     let client = kube::Client::try_from(kube_config.clone())?;
@@ -101,6 +102,15 @@ async fn start_controller_manager(
         node_ipam: controllers::node_ipam::Settings {
             cluster_cidr: Some(map.profile().defaults().pod_cidr.to_string()),
             node_cidr_mask_size: None,
+        },
+        // Provisioned volumes live under the data dir; the default class is named as the
+        // profile's system names it (MicroK8s's hostpath-storage addon: microk8s-hostpath).
+        local_path: controllers::persistentvolume::local_path::Settings {
+            storage_dir: Some(data_dir.join("storage")),
+            class_name: match map.profile() {
+                ports::Profile::Microk8s => "microk8s-hostpath".into(),
+                _ => "local-path".into(),
+            },
         },
         ..Default::default()
     };
