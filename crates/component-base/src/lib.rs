@@ -33,6 +33,7 @@ pub mod label_selector;
 pub mod leader_election;
 pub mod node_affinity;
 pub mod quantity;
+pub mod quota;
 mod routes;
 mod secure;
 pub mod taints;

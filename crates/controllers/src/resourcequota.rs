@@ -6,17 +6,19 @@
 //! object changes (pods, services, configmaps, secrets, claims; other kinds on the periodic
 //! resync) and every `resource_quota_sync_period`.
 //!
-//! Quota scopes and scope selectors are not evaluated: every quota counts all its namespace's
-//! objects.
+//! Scopes and scope selectors (Terminating, NotTerminating, BestEffort, NotBestEffort,
+//! PriorityClass) select the pods a quota counts. What an object charges is
+//! `component_base::quota`, which the API server's ResourceQuota admission uses too, so the
+//! usage admission charges and the usage recounted here agree.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
-use component_base::quantity::milli_value;
+use component_base::quota::{self, Amount, Object, ResourceList};
 use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Pod, ResourceQuota, ResourceQuotaStatus, Secret, Service,
+    ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, ResourceQuotaSpec,
+    ResourceQuotaStatus, Secret, Service,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{DynamicObject, ListParams, PostParams};
 use kube::core::ApiResource;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -112,20 +114,12 @@ async fn sync(client: &Client, usage: &Usage, quota: &ResourceQuota) -> Result<(
         return Ok(());
     }
     let ns = quota.namespace().unwrap_or_default();
-    let hard = quota
-        .spec
-        .as_ref()
-        .and_then(|s| s.hard.clone())
-        .unwrap_or_default();
-    let mut used = BTreeMap::new();
-    for resource in hard.keys() {
-        if let Some(q) = usage.of(resource, &ns).await? {
-            used.insert(resource.clone(), q);
-        }
-    }
+    let spec = quota.spec.clone().unwrap_or_default();
+    let hard = spec.hard.clone().unwrap_or_default();
+    let used = usage.calculate(&ns, &spec).await?;
     let status = ResourceQuotaStatus {
         hard: Some(hard),
-        used: Some(used),
+        used: Some(quota::to_quantities(&used)),
     };
     if quota.status.as_ref() == Some(&status) {
         return Ok(());
@@ -149,115 +143,91 @@ struct Usage {
     pods: Store<Pod>,
 }
 
+/// The core kinds counted by a metadata list (their usage is their number).
+const COUNTED: &[&str] = &[
+    "configmaps",
+    "secrets",
+    "resourcequotas",
+    "replicationcontrollers",
+];
+
 impl Usage {
-    /// The usage of one quota resource in `ns`, or `None` for one nothing evaluates.
-    async fn of(&self, resource: &str, ns: &str) -> Result<Option<Quantity>> {
-        let count = |n: usize| Ok(Some(Quantity(n.to_string())));
-        match resource {
-            "pods" | "count/pods" => count(self.active_pods(ns).len()),
-            "services" | "count/services" => count(self.list::<Service>(ns).await?.len()),
-            "services.loadbalancers" | "services.nodeports" => {
-                let wanted = if resource == "services.loadbalancers" {
-                    "LoadBalancer"
-                } else {
-                    "NodePort"
-                };
-                let services = self.list::<Service>(ns).await?;
-                let typed = services
-                    .iter()
-                    .filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some(wanted))
-                    .count();
-                count(typed)
+    /// Upstream's `CalculateUsage`: for every resource in `spec.hard` some evaluator knows,
+    /// the sum of what the namespace's objects that the quota's scopes select charge, from
+    /// zero.
+    async fn calculate(&self, ns: &str, spec: &ResourceQuotaSpec) -> Result<ResourceList> {
+        let names: Vec<String> = spec.hard.iter().flat_map(|h| h.keys().cloned()).collect();
+        let tracked = |group: &str, plural: &str| -> Vec<String> {
+            names
+                .iter()
+                .filter(|n| quota::tracks(group, plural, n))
+                .cloned()
+                .collect()
+        };
+        let mut used = ResourceList::new();
+        let mut charge = |names: &[String], object: &Object<'_>, group: &str, plural: &str| {
+            if quota::matches_scopes(spec, object) {
+                let usage = quota::usage(group, plural, object);
+                used = quota::add(&used, &quota::mask(&usage, names));
             }
-            "configmaps" | "count/configmaps" => count(self.count::<ConfigMap>(ns).await?),
-            "secrets" | "count/secrets" => count(self.count::<Secret>(ns).await?),
-            "resourcequotas" | "count/resourcequotas" => {
-                count(self.count::<ResourceQuota>(ns).await?)
+        };
+        let pod_names = tracked("", "pods");
+        if !pod_names.is_empty() {
+            for pod in self.pods_in(ns) {
+                charge(&pod_names, &Object::Pod(&pod), "", "pods");
             }
-            "persistentvolumeclaims" | "count/persistentvolumeclaims" => {
-                count(self.count::<PersistentVolumeClaim>(ns).await?)
-            }
-            "requests.storage" => {
-                let claims = self.list::<PersistentVolumeClaim>(ns).await?;
-                let bytes: i64 = claims
-                    .iter()
-                    .filter_map(|c| {
-                        c.spec
-                            .as_ref()?
-                            .resources
-                            .as_ref()?
-                            .requests
-                            .as_ref()?
-                            .get("storage")
-                    })
-                    .map(milli_value)
-                    .sum();
-                Ok(Some(format_quantity(bytes, true)))
-            }
-            "cpu" | "requests.cpu" => Ok(Some(self.pod_sum(ns, "cpu", Side::Requests))),
-            "memory" | "requests.memory" => Ok(Some(self.pod_sum(ns, "memory", Side::Requests))),
-            "ephemeral-storage" | "requests.ephemeral-storage" => {
-                Ok(Some(self.pod_sum(ns, "ephemeral-storage", Side::Requests)))
-            }
-            "limits.cpu" => Ok(Some(self.pod_sum(ns, "cpu", Side::Limits))),
-            "limits.memory" => Ok(Some(self.pod_sum(ns, "memory", Side::Limits))),
-            "limits.ephemeral-storage" => {
-                Ok(Some(self.pod_sum(ns, "ephemeral-storage", Side::Limits)))
-            }
-            other => match other.strip_prefix("count/") {
-                Some(resource) => self.generic_count(resource, ns).await,
-                None => Ok(None),
-            },
         }
-    }
-
-    /// Upstream's QuotaV1Pod: pods that have not finished count.
-    fn active_pods(&self, ns: &str) -> Vec<std::sync::Arc<Pod>> {
-        self.pods
-            .state_filter(|p| p.namespace().as_deref() == Some(ns) && !crate::pods::is_finished(p))
-    }
-
-    /// Upstream's PodRequests/PodLimits summed over active pods: the containers' sum, or the
-    /// largest init container's if larger, plus the pod overhead.
-    fn pod_sum(&self, ns: &str, resource: &str, side: Side) -> Quantity {
-        let mut binary = false;
-        let mut total = 0;
-        for pod in self.active_pods(ns) {
-            let Some(spec) = pod.spec.as_ref() else {
+        let service_names = tracked("", "services");
+        if !service_names.is_empty() {
+            for service in self.list::<Service>(ns).await? {
+                charge(&service_names, &Object::Service(&service), "", "services");
+            }
+        }
+        let claim_names = tracked("", "persistentvolumeclaims");
+        if !claim_names.is_empty() {
+            for claim in self.list::<PersistentVolumeClaim>(ns).await? {
+                let object = Object::Claim(&claim);
+                charge(&claim_names, &object, "", "persistentvolumeclaims");
+            }
+        }
+        for name in &names {
+            if used.contains_key(name) || !is_evaluated(name) {
                 continue;
+            }
+            // Counted kinds; a scoped quota selects none of them (upstream's
+            // MatchesNoScopeFunc), yet shows the resource at zero.
+            let count = match quota::has_scopes(spec) {
+                true => Some(0),
+                false => self.count_of(name, ns).await?,
             };
-            let mut of = |containers: &[k8s_openapi::api::core::v1::Container]| -> Vec<i64> {
-                containers
-                    .iter()
-                    .filter_map(|c| {
-                        let r = c.resources.as_ref()?;
-                        let map = match side {
-                            Side::Requests => r.requests.as_ref().or(r.limits.as_ref()),
-                            Side::Limits => r.limits.as_ref(),
-                        }?;
-                        let q = map.get(resource)?;
-                        binary |= q.0.ends_with('i');
-                        Some(milli_value(q))
-                    })
-                    .collect()
-            };
-            let containers: i64 = of(&spec.containers).iter().sum();
-            let init = of(spec.init_containers.as_deref().unwrap_or_default())
-                .into_iter()
-                .max()
-                .unwrap_or(0);
-            let overhead = spec
-                .overhead
-                .as_ref()
-                .and_then(|o| o.get(resource))
-                .map(milli_value)
-                .unwrap_or(0);
-            total += containers.max(init) + overhead;
+            if let Some(n) = count {
+                used.insert(name.clone(), Amount::units(n as i64));
+            }
         }
-        if resource == "cpu" {
-            format_milli(total)
-        } else {
-            format_quantity(total, binary)
+        // Every evaluated resource shows, at zero when nothing charged it.
+        for name in names.iter().filter(|n| is_evaluated(n)) {
+            used.entry(name.clone()).or_default();
+        }
+        Ok(used)
+    }
+
+    /// The namespace's pods, finished ones included (`count/pods` counts them).
+    fn pods_in(&self, ns: &str) -> Vec<std::sync::Arc<Pod>> {
+        self.pods
+            .state_filter(|p| p.namespace().as_deref() == Some(ns))
+    }
+
+    /// How many objects `name` (`secrets`, `count/secrets`, `count/deployments.apps`) counts,
+    /// or `None` when no served resource answers to it.
+    async fn count_of(&self, name: &str, ns: &str) -> Result<Option<usize>> {
+        let resource = name.strip_prefix("count/").unwrap_or(name);
+        match resource {
+            "configmaps" => Ok(Some(self.count::<ConfigMap>(ns).await?)),
+            "secrets" => Ok(Some(self.count::<Secret>(ns).await?)),
+            "resourcequotas" => Ok(Some(self.count::<ResourceQuota>(ns).await?)),
+            "replicationcontrollers" => Ok(Some(self.count::<ReplicationController>(ns).await?)),
+            _ if name.starts_with("count/") => self.generic_count(resource, ns).await,
+            _ => Ok(None),
         }
     }
 
@@ -273,7 +243,7 @@ impl Usage {
 
     /// `count/<resource>.<group>` (or `count/<resource>` for the core group): found through
     /// discovery, counted by a metadata list.
-    async fn generic_count(&self, resource: &str, ns: &str) -> Result<Option<Quantity>> {
+    async fn generic_count(&self, resource: &str, ns: &str) -> Result<Option<usize>> {
         let (plural, group) = resource.split_once('.').unwrap_or((resource, ""));
         let found = kube::discovery::group(&self.client, group).await;
         let Ok(found) = found else {
@@ -293,8 +263,18 @@ impl Usage {
             .list_metadata(&ListParams::default())
             .await
             .map_err(Error::from)?;
-        Ok(Some(Quantity(listed.items.len().to_string())))
+        Ok(Some(listed.items.len()))
     }
+}
+
+/// Whether some evaluator computes `name`: the typed kinds' names, the legacy object counts
+/// and every `count/<resource>[.<group>]`.
+fn is_evaluated(name: &str) -> bool {
+    name.starts_with("count/")
+        || COUNTED.contains(&name)
+        || ["pods", "services", "persistentvolumeclaims"]
+            .iter()
+            .any(|plural| quota::tracks("", plural, name))
 }
 
 /// A namespaced built-in kind the controller lists.
@@ -312,57 +292,4 @@ impl<K> Namespaced for K where
         + serde::de::DeserializeOwned
         + std::fmt::Debug
 {
-}
-
-#[derive(Clone, Copy)]
-enum Side {
-    Requests,
-    Limits,
-}
-
-/// Millicores as upstream prints them: whole cores without a suffix, else `NNNm`.
-fn format_milli(milli: i64) -> Quantity {
-    if milli % 1000 == 0 {
-        Quantity((milli / 1000).to_string())
-    } else {
-        Quantity(format!("{milli}m"))
-    }
-}
-
-/// A byte count from `milli_value` (thousandths): with the binary suffix that divides it when
-/// the inputs used binary suffixes (`256Mi`), else in plain units.
-fn format_quantity(milli: i64, binary: bool) -> Quantity {
-    if milli % 1000 != 0 {
-        return format_milli(milli);
-    }
-    let units = milli / 1000;
-    if binary && units != 0 {
-        for (suffix, size) in [
-            ("Ei", 1i64 << 60),
-            ("Pi", 1 << 50),
-            ("Ti", 1 << 40),
-            ("Gi", 1 << 30),
-            ("Mi", 1 << 20),
-            ("Ki", 1 << 10),
-        ] {
-            if units % size == 0 {
-                return Quantity(format!("{}{suffix}", units / size));
-            }
-        }
-    }
-    Quantity(units.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantities_print_as_upstream() {
-        assert_eq!(format_milli(1500).0, "1500m");
-        assert_eq!(format_milli(2000).0, "2");
-        assert_eq!(format_quantity(256 * 1024 * 1024 * 1000, true).0, "256Mi");
-        assert_eq!(format_quantity(1000 * 1000, false).0, "1000");
-        assert_eq!(format_quantity(0, true).0, "0");
-    }
 }

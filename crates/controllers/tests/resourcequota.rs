@@ -160,3 +160,305 @@ async fn used_follows_created_and_deleted_objects() {
     manager.stop().await;
     cluster.stop().await;
 }
+
+/// A cluster running only the resourcequota controller, resyncing every 2 s.
+async fn quota_cluster() -> (Cluster, support::Running) {
+    let cluster = Cluster::start().await;
+    let manager = cluster
+        .manager(controllers::Config {
+            controllers: vec!["resourcequota".into()],
+            leader_election: false,
+            resource_quota_sync_period: Duration::from_secs(2),
+            ..Default::default()
+        })
+        .await;
+    (cluster, manager)
+}
+
+/// Waits until quota `name` in `ns` shows `used` (as the controller writes it).
+async fn quota_used(client: &Client, ns: &str, name: &str, want: &[(&str, &str)]) {
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), ns);
+    let want: BTreeMap<String, String> = want
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    eventually(&format!("quota {ns}/{name} used {want:?}"), 20, || async {
+        let used: BTreeMap<String, String> = quotas
+            .get(name)
+            .await
+            .ok()?
+            .status?
+            .used?
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        (used == want).then_some(())
+    })
+    .await;
+}
+
+/// kubectl that must fail: its stderr.
+async fn refused(cluster: &Cluster, args: &[&str]) -> String {
+    let out = cluster.kubectl_v(None, args).await;
+    assert!(
+        !out.status.success(),
+        "kubectl {args:?} unexpectedly succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).trim().to_string()
+}
+
+#[tokio::test]
+async fn kubectl_run_past_a_quota_is_refused_with_upstreams_message() {
+    let (cluster, manager) = quota_cluster().await;
+    cluster.kubectl(&["create", "namespace", "q"]).await;
+    cluster
+        .kubectl(&["create", "quota", "pods", "-n", "q", "--hard=pods=2"])
+        .await;
+    quota_used(&cluster.admin, "q", "pods", &[("pods", "0")]).await;
+    for name in ["a", "b"] {
+        cluster
+            .kubectl(&["run", name, "-n", "q", "--image=busybox"])
+            .await;
+    }
+    let err = refused(&cluster, &["run", "c", "-n", "q", "--image=busybox"]).await;
+    assert_eq!(
+        err,
+        "Error from server (Forbidden): pods \"c\" is forbidden: exceeded quota: pods, \
+         requested: pods=1, used: pods=2, limited: pods=2"
+    );
+    // Admission charged the quota before the controller recounted.
+    quota_used(&cluster.admin, "q", "pods", &[("pods", "2")]).await;
+    // A freed slot can be taken again once the controller has seen the deletion.
+    cluster
+        .kubectl(&[
+            "delete",
+            "pod",
+            "a",
+            "-n",
+            "q",
+            "--grace-period=0",
+            "--force",
+        ])
+        .await;
+    quota_used(&cluster.admin, "q", "pods", &[("pods", "1")]).await;
+    cluster
+        .kubectl(&["run", "c", "-n", "q", "--image=busybox"])
+        .await;
+    manager.stop().await;
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn compute_quotas_need_requests_and_add_up_quantities() {
+    let (cluster, manager) = quota_cluster().await;
+    cluster.kubectl(&["create", "namespace", "c"]).await;
+    cluster
+        .kubectl(&[
+            "create",
+            "quota",
+            "compute",
+            "-n",
+            "c",
+            "--hard=requests.cpu=1,limits.memory=1Gi,services.nodeports=1",
+        ])
+        .await;
+    let zero = [
+        ("requests.cpu", "0"),
+        ("limits.memory", "0"),
+        ("services.nodeports", "0"),
+    ];
+    quota_used(&cluster.admin, "c", "compute", &zero).await;
+    let err = refused(&cluster, &["run", "bare", "-n", "c", "--image=busybox"]).await;
+    assert_eq!(
+        err,
+        "Error from server (Forbidden): pods \"bare\" is forbidden: failed quota: compute: \
+         must specify limits.memory for: bare; requests.cpu for: bare"
+    );
+    let manifest = |name: &str| {
+        let path = cluster.dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: c}}\nspec:\n  \
+                 containers:\n  - name: c\n    image: busybox\n    resources:\n      \
+                 requests: {{cpu: 600m}}\n      limits: {{cpu: 600m, memory: 512Mi}}\n"
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    cluster.kubectl(&["create", "-f", &manifest("first")]).await;
+    let err = refused(&cluster, &["create", "-f", &manifest("second")]).await;
+    assert_eq!(
+        err,
+        "Error from server (Forbidden): error when creating \"".to_string()
+            + &manifest("second")
+            + "\": pods \"second\" is forbidden: exceeded quota: compute, requested: \
+               requests.cpu=600m, used: requests.cpu=600m, limited: requests.cpu=1"
+    );
+    quota_used(
+        &cluster.admin,
+        "c",
+        "compute",
+        &[
+            ("requests.cpu", "600m"),
+            ("limits.memory", "512Mi"),
+            ("services.nodeports", "0"),
+        ],
+    )
+    .await;
+    // A NodePort service with two ports charges two node ports.
+    let err = refused(
+        &cluster,
+        &[
+            "create",
+            "service",
+            "nodeport",
+            "web",
+            "-n",
+            "c",
+            "--tcp=80:80,443:443",
+        ],
+    )
+    .await;
+    assert!(
+        err.ends_with(
+            "services \"web\" is forbidden: exceeded quota: compute, requested: \
+             services.nodeports=2, used: services.nodeports=0, limited: services.nodeports=1"
+        ),
+        "{err}"
+    );
+    manager.stop().await;
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_creates_never_share_the_last_slot() {
+    let (cluster, manager) = quota_cluster().await;
+    cluster.kubectl(&["create", "namespace", "race"]).await;
+    cluster
+        .kubectl(&[
+            "create",
+            "quota",
+            "slots",
+            "-n",
+            "race",
+            "--hard=count/configmaps=3",
+        ])
+        .await;
+    quota_used(
+        &cluster.admin,
+        "race",
+        "slots",
+        &[("count/configmaps", "0")],
+    )
+    .await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(cluster.admin.clone(), "race");
+    let attempts = (0..12).map(|i| {
+        let api = configmaps.clone();
+        async move {
+            let cm =
+                serde_json::from_value(json!({"metadata": {"name": format!("cm-{i}")}})).unwrap();
+            api.create(&PostParams::default(), &cm).await
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let created = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(created, 3, "{results:?}");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        match r {
+            kube::Error::Api(e) => {
+                assert_eq!(e.code, 403, "{e:?}");
+                assert!(e.message.contains("exceeded quota: slots, requested: count/configmaps=1, used: count/configmaps=3, limited: count/configmaps=3"), "{}", e.message);
+            }
+            other => panic!("unexpected error {other:?}"),
+        }
+    }
+    quota_used(
+        &cluster.admin,
+        "race",
+        "slots",
+        &[("count/configmaps", "3")],
+    )
+    .await;
+    manager.stop().await;
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn scoped_quotas_count_only_the_pods_they_select() {
+    let (cluster, manager) = quota_cluster().await;
+    cluster.kubectl(&["create", "namespace", "s"]).await;
+    cluster
+        .kubectl(&[
+            "create",
+            "quota",
+            "besteffort",
+            "-n",
+            "s",
+            "--hard=pods=1",
+            "--scopes=BestEffort",
+        ])
+        .await;
+    let high = cluster.dir.path().join("high.yaml");
+    std::fs::write(
+        &high,
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: high, namespace: s}\nspec:\n  \
+         hard: {pods: \"5\", requests.cpu: \"1\"}\n  scopeSelector:\n    matchExpressions:\n    \
+         - {scopeName: PriorityClass, operator: In, values: [high]}\n",
+    )
+    .unwrap();
+    cluster
+        .kubectl(&["create", "-f", &high.display().to_string()])
+        .await;
+    quota_used(&cluster.admin, "s", "besteffort", &[("pods", "0")]).await;
+    quota_used(
+        &cluster.admin,
+        "s",
+        "high",
+        &[("pods", "0"), ("requests.cpu", "0")],
+    )
+    .await;
+    // BestEffort pods: one fits, the second is refused.
+    cluster
+        .kubectl(&["run", "be1", "-n", "s", "--image=busybox"])
+        .await;
+    let err = refused(&cluster, &["run", "be2", "-n", "s", "--image=busybox"]).await;
+    assert!(
+        err.ends_with(
+            "exceeded quota: besteffort, requested: pods=1, used: pods=1, limited: pods=1"
+        ),
+        "{err}"
+    );
+    // A pod with requests is not BestEffort; without the priority class the other quota
+    // does not select it either.
+    let pods: Api<Pod> = Api::namespaced(cluster.admin.clone(), "s");
+    let mut burstable = pod("burstable", "300m", "64Mi");
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(burstable.clone()).unwrap(),
+    )
+    .await
+    .expect("burstable pod outside both scopes");
+    // With priorityClassName high it is selected and charged.
+    burstable["metadata"]["name"] = json!("urgent");
+    burstable["spec"]["priorityClassName"] = json!("high");
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(burstable).unwrap(),
+    )
+    .await
+    .expect("high priority pod");
+    // The controller's recount applies the same scopes.
+    quota_used(&cluster.admin, "s", "besteffort", &[("pods", "1")]).await;
+    quota_used(
+        &cluster.admin,
+        "s",
+        "high",
+        &[("pods", "1"), ("requests.cpu", "300m")],
+    )
+    .await;
+    manager.stop().await;
+    cluster.stop().await;
+}

@@ -8,10 +8,12 @@
 //! registry's create (`serviceaccounts/token`) call [`run`] themselves.
 //!
 //! Plugins: [`service_account`] (upstream's `ServiceAccount`), [`node_restriction`]
-//! (`NodeRestriction`) and [`default_toleration_seconds`] (`DefaultTolerationSeconds`).
+//! (`NodeRestriction`), [`default_toleration_seconds`] (`DefaultTolerationSeconds`) and
+//! [`resource_quota`] (`ResourceQuota`, last as upstream: it charges what the others produced).
 
 pub mod default_toleration_seconds;
 pub mod node_restriction;
+pub mod resource_quota;
 pub mod service_account;
 
 use async_trait::async_trait;
@@ -105,13 +107,14 @@ pub struct Admission {
 
 impl Default for Admission {
     /// The plugins krust enables, in upstream's order (ServiceAccount, NodeRestriction,
-    /// DefaultTolerationSeconds).
+    /// DefaultTolerationSeconds, ResourceQuota).
     fn default() -> Self {
         Admission {
             plugins: vec![
                 Box::new(service_account::ServiceAccount),
                 Box::new(node_restriction::NodeRestriction),
                 Box::new(default_toleration_seconds::DefaultTolerationSeconds),
+                Box::new(resource_quota::ResourceQuota),
             ],
         }
     }
