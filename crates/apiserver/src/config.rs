@@ -53,6 +53,12 @@ pub struct Config {
     /// `NodeRestriction`. Harnesses that run no controller manager (so no namespace has its
     /// `default` ServiceAccount) turn off `ServiceAccount`.
     pub disable_admission_plugins: Vec<String>,
+    /// The client certificate and key presented to kubelets (pods/log, exec, attach,
+    /// portforward, nodes/proxy); without them kubelets see an anonymous caller.
+    pub kubelet_client_cert: Option<PathBuf>,
+    pub kubelet_client_key: Option<PathBuf>,
+    /// What kubelets' serving certificates must chain to; `client_ca` when unset.
+    pub kubelet_certificate_authority: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -78,6 +84,9 @@ impl Default for Config {
             authorization_updates: None,
             max_request_bytes: 3 * 1024 * 1024,
             disable_admission_plugins: Vec::new(),
+            kubelet_client_cert: None,
+            kubelet_client_key: None,
+            kubelet_certificate_authority: None,
         }
     }
 }

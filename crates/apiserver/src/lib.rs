@@ -26,6 +26,7 @@ mod list_encoding;
 mod metadata;
 mod metrics;
 mod namespaces;
+mod node_proxy;
 mod openapi;
 mod patch;
 mod propagation;

@@ -178,7 +178,8 @@ pub fn resolve(
         .ok_or(ApiError::NoSuchResource)?;
     let name = parts.get(1).map(|s| s.to_string());
     let subresource = parts.get(2).map(|s| s.to_string());
-    if parts.len() > 3 {
+    // `nodes/NAME/proxy/PATH...`: the rest is the kubelet's path.
+    if parts.len() > 3 && subresource.as_deref() != Some("proxy") {
         return Err(ApiError::NoSuchResource);
     }
     if let Some(sub) = &subresource {
@@ -212,12 +213,18 @@ fn verb_for(
     watch: bool,
 ) -> Result<Verb, ApiError> {
     Ok(match (method.as_str(), named, sub) {
+        // A WebSocket exec/attach/portforward is a GET that creates, authorized as `create`
+        // (upstream's AuthorizePodWebsocketUpgradeCreatePermission, on since 1.31).
+        ("GET", true, Some("exec" | "attach" | "portforward")) => Verb::Create,
+        ("GET" | "HEAD", true, Some("proxy")) => Verb::Get,
         ("GET" | "HEAD", true, _) if watch => Verb::Watch,
         ("GET" | "HEAD", true, _) => Verb::Get,
         ("GET" | "HEAD", false, _) if watch => Verb::Watch,
         ("GET" | "HEAD", false, _) => Verb::List,
         ("POST", false, _) => Verb::Create,
         ("POST", true, Some("binding" | "token" | "eviction")) => Verb::Create,
+        ("POST", true, Some("exec" | "attach" | "portforward" | "proxy")) => Verb::Create,
+        ("DELETE", true, Some("proxy")) => Verb::Delete,
         ("PUT", true, _) => Verb::Update,
         ("PATCH", true, _) => Verb::Patch,
         ("DELETE", true, None) => Verb::Delete,

@@ -80,7 +80,7 @@ pub static RESOURCES: &[Resource] = &[
     Resource {
         returns_deleted_object: true,
         generation: true,
-        ..resource!("", "v1", "Pod", "pods", "pod", true, sub &["status", "binding", "eviction"], short &["po"], cat ALL, storage "pods")
+        ..resource!("", "v1", "Pod", "pods", "pod", true, sub &["status", "binding", "eviction", "log", "exec", "attach", "portforward"], short &["po"], cat ALL, storage "pods")
     },
     Resource {
         returns_deleted_object: true,
@@ -90,7 +90,7 @@ pub static RESOURCES: &[Resource] = &[
     resource!("", "v1", "ConfigMap", "configmaps", "configmap", true, sub NONE, short &["cm"], cat NONE, storage "configmaps"),
     resource!("", "v1", "Secret", "secrets", "secret", true, sub NONE, short NONE, cat NONE, storage "secrets"),
     resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, sub &["token"], short &["sa"], cat NONE, storage "serviceaccounts"),
-    resource!("", "v1", "Node", "nodes", "node", false, sub &["status"], short &["no"], cat NONE, storage "minions"),
+    resource!("", "v1", "Node", "nodes", "node", false, sub &["status", "proxy"], short &["no"], cat NONE, storage "minions"),
     resource!("", "v1", "Event", "events", "event", true, sub NONE, short &["ev"], cat NONE, storage "events"),
     resource!("", "v1", "LimitRange", "limitranges", "limitrange", true, sub NONE, short &["limits"], cat NONE, storage "limitranges"),
     resource!("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", true, sub &["status"], short &["quota"], cat NONE, storage "resourcequotas"),
@@ -394,6 +394,9 @@ pub fn subresource_verbs(sub: &str) -> &'static [&'static str] {
     match sub {
         "binding" | "token" | "eviction" => &["create"],
         "finalize" => &["update"],
+        "log" => &["get"],
+        "exec" | "attach" | "portforward" => &["create", "get"],
+        "proxy" => &["create", "delete", "get", "patch", "update"],
         _ => &["get", "patch", "update"],
     }
 }
@@ -407,6 +410,10 @@ pub fn subresource_kind(res: &Resource, sub: &str) -> (&'static str, &'static st
         "binding" => ("", "v1", "Binding"),
         "eviction" => ("policy", "v1", "Eviction"),
         "token" => ("authentication.k8s.io", "v1", "TokenRequest"),
+        "exec" => ("", "v1", "PodExecOptions"),
+        "attach" => ("", "v1", "PodAttachOptions"),
+        "portforward" => ("", "v1", "PodPortForwardOptions"),
+        "proxy" if res.plural == "nodes" => ("", "v1", "NodeProxyOptions"),
         _ => (res.group, res.version, res.kind),
     }
 }

@@ -87,6 +87,7 @@ pub(crate) struct App {
     pub store: DynStore,
     max_body: usize,
     audit: Option<AuditLog>,
+    kubelet: crate::node_proxy::KubeletClient,
 }
 
 /// A bound, bootstrapped API server, ready to serve.
@@ -171,6 +172,14 @@ impl Server {
             server_address: SocketAddr::new(advertise, port).to_string(),
             store,
             max_body: config.max_request_bytes,
+            kubelet: crate::node_proxy::KubeletClient::new(
+                config
+                    .kubelet_certificate_authority
+                    .as_deref()
+                    .or(config.client_ca.as_deref()),
+                config.kubelet_client_cert.as_deref(),
+                config.kubelet_client_key.as_deref(),
+            )?,
             audit: match &config.audit_log {
                 Some(path) => Some(AuditLog::open(path).await?),
                 None => None,
@@ -536,6 +545,9 @@ async fn route(
             *audited = Some(info.clone());
         }
         authorize(app, &user, &info, &query, &path).await?;
+        if crate::node_proxy::handles(&info) {
+            return crate::node_proxy::serve(&app.registry, &app.kubelet, &info, req).await;
+        }
         let (parts, body) = req.into_parts();
         let body = read_body(body, &parts.headers, app.max_body).await?;
         let registry = app.registry.acting_for(&user);

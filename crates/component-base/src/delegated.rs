@@ -8,12 +8,17 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
-    NonResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use kube::api::PostParams;
 use kube::Api;
 
 use crate::cache::TtlCache;
+
+/// For other secure ports that check callers themselves (the kubelet's 10250): the TLS
+/// configuration that verifies optional client certificates against the cluster CA, and the
+/// user such a certificate names.
+pub use crate::secure::{server_tls, user_of_cert};
 
 /// Upstream's `--authentication-token-webhook-cache-ttl` default, for both outcomes.
 pub const TOKEN_TTL: Duration = Duration::from_secs(10);
@@ -85,6 +90,45 @@ impl Delegated {
             return Ok(known);
         }
         let decision = self.access_review(user, verb, path).await?;
+        let ttl = match decision {
+            Decision::Allow => ALLOWED_TTL,
+            Decision::Deny(_) => DENIED_TTL,
+        };
+        self.decisions
+            .insert(key, decision.clone(), ttl, Instant::now());
+        Ok(decision)
+    }
+
+    /// Whether `user` may `verb` a resource (or one of its subresources), as the kubelet asks
+    /// for `nodes/proxy`, `nodes/log`, ... (upstream's kubelet authorizer attributes).
+    pub async fn authorize_resource(
+        &self,
+        user: &User,
+        attrs: &ResourceAttributes,
+    ) -> Result<Decision, ReviewError> {
+        let verb = attrs.verb.clone().unwrap_or_default();
+        // The path slot of the cache key, for a resource: one string per distinct attribute set.
+        let target = format!(
+            "resource:{}/{}/{}/{}/{}/{}",
+            attrs.group.as_deref().unwrap_or_default(),
+            attrs.version.as_deref().unwrap_or_default(),
+            attrs.resource.as_deref().unwrap_or_default(),
+            attrs.subresource.as_deref().unwrap_or_default(),
+            attrs.namespace.as_deref().unwrap_or_default(),
+            attrs.name.as_deref().unwrap_or_default(),
+        );
+        let key = (user.clone(), verb, target);
+        if let Some(known) = self.decisions.get(&key, Instant::now()) {
+            return Ok(known);
+        }
+        let mut review = access_review_of(user, "", "");
+        review.spec.non_resource_attributes = None;
+        review.spec.resource_attributes = Some(attrs.clone());
+        let answer = self
+            .create(&review)
+            .await
+            .map_err(ReviewError::SubjectAccessReview)?;
+        let decision = decision_of(answer);
         let ttl = match decision {
             Decision::Allow => ALLOWED_TTL,
             Decision::Deny(_) => DENIED_TTL,

@@ -66,8 +66,19 @@ pub async fn serve_secure(
 }
 
 fn tls_config(config: &SecureConfig) -> Result<rustls::ServerConfig, ServeError> {
+    server_tls(&config.cert_pem, &config.key_pem, &config.client_ca_pem)
+}
+
+/// A serving TLS configuration (HTTP/2 and HTTP/1.1) that verifies client certificates against
+/// `client_ca_pem` when a client presents one, and lets callers without one through (they then
+/// need a bearer token); the kubelet's 10250 uses it too.
+pub fn server_tls(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: &[u8],
+) -> Result<rustls::ServerConfig, ServeError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = client_roots(&config.client_ca_pem)?;
+    let roots = client_roots(client_ca_pem)?;
     // Client certificates are optional: token and health callers present none.
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
@@ -76,7 +87,7 @@ fn tls_config(config: &SecureConfig) -> Result<rustls::ServerConfig, ServeError>
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs(&config.cert_pem)?, key(&config.key_pem)?)?;
+        .with_single_cert(certs(cert_pem)?, key(key_pem)?)?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tls)
 }
@@ -191,7 +202,7 @@ fn forbidden(user: &User, path: &str, reason: &str) -> Response<Body> {
 }
 
 /// The user a verified client certificate names: CN the name, every O a group.
-fn user_of_cert(der: &CertificateDer<'_>) -> Option<User> {
+pub fn user_of_cert(der: &CertificateDer<'_>) -> Option<User> {
     let id = pki::cert_identity(der.as_ref())?;
     // As upstream's authenticator chain, every authenticated user is in system:authenticated.
     let mut groups = id.groups;

@@ -32,6 +32,8 @@ pub fn config(settings: &Settings, map: &PortMap, paths: &pki::Paths) -> Result<
         node_port_range: node_ports,
         authorization_mode: settings.authorization_mode(),
         authorization_updates: settings.live_authorization.as_ref().map(|l| l.0.clone()),
+        kubelet_client_cert: Some(paths.apiserver_kubelet_client_crt.clone()),
+        kubelet_client_key: Some(paths.apiserver_kubelet_client_key.clone()),
         ..apiserver::Config::default()
     })
 }

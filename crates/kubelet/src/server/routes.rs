@@ -1,0 +1,113 @@
+//! Which paths each port serves. The secure port serves everything behind [`auth::guard`];
+//! the read-only port only what upstream's does (`/pods`, `/healthz`, `/metrics`); the healthz
+//! port only `/healthz`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{any, get, post};
+use axum::Router;
+use component_base::delegated::Delegated;
+
+use super::auth::{self, Auth};
+use super::metrics::{self, Metrics};
+use super::{logs, pods, streaming};
+use crate::context::NodeContext;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub ctx: Arc<NodeContext>,
+    pub metrics: Arc<Metrics>,
+    auth: Arc<Auth>,
+}
+
+impl Shared {
+    pub fn new(ctx: Arc<NodeContext>) -> Shared {
+        let auth = Arc::new(Auth {
+            delegated: Delegated::new(ctx.client.clone()),
+            node_name: ctx.node_name.clone(),
+        });
+        Shared {
+            metrics: Arc::new(Metrics::new(&ctx.node_name)),
+            ctx,
+            auth,
+        }
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn prometheus(State(shared): State<Shared>) -> Response {
+    shared.metrics.encode()
+}
+
+/// What both the secure and the read-only port serve.
+fn common() -> Router<Shared> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/pods", get(pods::list))
+        .route("/pods/", get(pods::list))
+        .route("/metrics", get(prometheus))
+}
+
+pub fn secure(shared: Shared) -> Router {
+    let counted = (shared.metrics.clone(), "readwrite");
+    common()
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(logs::container_logs),
+        )
+        .route("/exec/{namespace}/{pod}/{container}", any(streaming::exec))
+        .route(
+            "/exec/{namespace}/{pod}/{uid}/{container}",
+            any(streaming::exec_uid),
+        )
+        .route(
+            "/attach/{namespace}/{pod}/{container}",
+            any(streaming::attach),
+        )
+        .route(
+            "/attach/{namespace}/{pod}/{uid}/{container}",
+            any(streaming::attach_uid),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}",
+            any(streaming::port_forward),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}/{uid}",
+            any(streaming::port_forward_uid),
+        )
+        .route("/run/{namespace}/{pod}/{container}", post(streaming::run))
+        .route(
+            "/run/{namespace}/{pod}/{uid}/{container}",
+            post(streaming::run_uid),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            shared.auth.clone(),
+            auth::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            counted,
+            metrics::count,
+        ))
+        .with_state(shared)
+}
+
+pub fn read_only(shared: Shared) -> Router {
+    let counted = (shared.metrics.clone(), "readonly");
+    common()
+        .layer(axum::middleware::from_fn_with_state(
+            counted,
+            metrics::count,
+        ))
+        .with_state(shared)
+}
+
+pub fn healthz_only() -> Router {
+    Router::new().route("/healthz", get(healthz))
+}
