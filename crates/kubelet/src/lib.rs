@@ -12,7 +12,9 @@
 //! [`agent`] starts all of it as one piece. What it does: [`node`] (the Node object and its
 //! lease), [`network`] (the pods' CNI configuration from the node's pod CIDR), [`pods`] (the
 //! pod lifecycle),
-//! [`volumes`], [`probes`], and [`server`] (the kubelet API on 10250/10255/10248).
+//! [`volumes`], [`probes`], and [`server`] (the kubelet API on 10250/10255/10248), which serves
+//! [`logs`] (containers' CRI log files read as upstream) and [`stats`] (`/stats/summary`,
+//! `/metrics/resource`).
 
 pub mod agent;
 pub mod containerd;
@@ -22,10 +24,12 @@ mod grpc;
 pub mod images;
 pub mod labels;
 pub mod layout;
+pub mod logs;
 pub mod network;
 pub mod node;
 pub mod pods;
 pub mod probes;
 pub mod proto;
 pub mod server;
+pub mod stats;
 pub mod volumes;
