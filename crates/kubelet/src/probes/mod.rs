@@ -12,7 +12,7 @@
 //! probe); events say a liveness or startup probe failed (restart the container; the message is
 //! upstream's "Liveness probe failed: …") or that a pod's readiness or started state changed
 //! (write status). `run_handler(&Cri, &LifecycleHandler, Target) -> Result<(), String>` for
-//! hooks.
+//! hooks; `run_probe(&Cri, &Probe, Target) -> Outcome` runs one probe once.
 
 mod action;
 mod grpc_health;
@@ -27,7 +27,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 
-pub use action::{Outcome, Target};
+pub use action::{run as run_probe, Outcome, Target};
 pub use handler::run_handler;
 use worker::{Kind, Worker};
 
