@@ -32,6 +32,11 @@ impl Layout {
         self.root().join("pods").join(pod_uid)
     }
 
+    /// The pod's managed `/etc/hosts`.
+    pub fn etc_hosts(&self, pod_uid: &str) -> PathBuf {
+        self.pod_dir(pod_uid).join("etc-hosts")
+    }
+
     /// The directory of one volume; `plugin` is upstream's escaped name (`kubernetes.io~secret`).
     pub fn volume_dir(&self, pod_uid: &str, plugin: &str, volume: &str) -> PathBuf {
         self.pod_dir(pod_uid)

@@ -21,6 +21,11 @@ fn host_pod(name: &str, containers: serde_json::Value) -> serde_json::Value {
     })
 }
 
+/// Memory limit, cpu quota and period, from cgroup v2 or v1.
+const CGROUP_LIMITS: &str =
+    "cd /sys/fs/cgroup; if [ -f memory.max ]; then cat memory.max cpu.max; \
+    else cat memory/memory.limit_in_bytes cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us; fi";
+
 fn phase(pod: &serde_json::Value) -> &str {
     pod["status"]["phase"].as_str().unwrap_or("")
 }
@@ -156,10 +161,71 @@ fn a_pod_runs_with_its_status_and_environment() {
             assert!(env.lines().any(|l| l == want), "{want} not in:\n{env}");
         }
         assert!(!env.contains("OPTIONAL="), "{env}");
+        // The limits are the container's cgroup's.
+        let limits = cluster
+            .cri
+            .exec_sync(&id, &["sh", "-c", CGROUP_LIMITS], 10)
+            .await
+            .unwrap();
+        let seen = String::from_utf8_lossy(&limits.stdout);
+        assert_eq!(
+            seen.split_whitespace().collect::<Vec<_>>(),
+            ["67108864", "25000", "100000"],
+            "{}",
+            String::from_utf8_lossy(&limits.stderr)
+        );
         // The container's log, where the layout says, with the expanded command's output.
         let log = cluster.pod_log_dir(&pod).join("main/0.log");
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(text.contains("started blue"), "{}: {text}", log.display());
+        cluster.stop().await;
+    });
+}
+
+/// The security context reaches the container: user and group, a read-only root filesystem,
+/// capabilities dropped and added.
+#[test]
+fn the_security_context_applies() {
+    if !support::can_run_containers() {
+        return;
+    }
+    support::netns::run(async {
+        let cluster = Cluster::start().await;
+        let mut pod = host_pod(
+            "secure",
+            json!([{
+                "name": "main",
+                "image": BUSYBOX,
+                "command": ["sleep", "3600"],
+                "securityContext": {
+                    "runAsUser": 65534,
+                    "readOnlyRootFilesystem": true,
+                    "allowPrivilegeEscalation": false,
+                    "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+                }
+            }]),
+        );
+        pod["spec"]["securityContext"] = json!({"runAsGroup": 65534, "runAsUser": 1000});
+        cluster.create_pod(pod).await;
+        let pod = cluster
+            .wait_pod("secure", 60, "Running", |p| phase(p) == "Running")
+            .await;
+        let id = container_id(&pod, "main");
+        let out = cluster
+            .cri
+            .exec_sync(
+                &id,
+                &["sh", "-c", "id -u; id -g; touch /x 2>/dev/null || echo ro; grep -E '^(CapBnd|NoNewPrivs)' /proc/self/status"],
+                10,
+            )
+            .await
+            .unwrap();
+        let out = String::from_utf8_lossy(&out.stdout).to_string();
+        // CAP_NET_BIND_SERVICE alone (bit 10) is left in the bounding set.
+        assert_eq!(
+            out, "65534\n65534\nro\nCapBnd:\t0000000000000400\nNoNewPrivs:\t1\n",
+            "{out}"
+        );
         cluster.stop().await;
     });
 }

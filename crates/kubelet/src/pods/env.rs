@@ -337,3 +337,63 @@ pub fn resource_value(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn inputs(client: &kube::Client) -> EnvInputs<'_> {
+        EnvInputs {
+            client,
+            pod_ip: "10.1.0.5",
+            host_ip: "192.168.1.2",
+            node_cpu_millis: 4000,
+            node_memory: 8 << 30,
+        }
+    }
+
+    fn container(resources: serde_json::Value) -> Container {
+        serde_json::from_value(json!({"name": "c", "resources": resources})).unwrap()
+    }
+
+    #[tokio::test]
+    async fn downward_api_fields_and_resources() {
+        // The client is never used by these lookups.
+        let config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let inputs = inputs(&client);
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"a": "1", "b": "2"}},
+            "spec": {"nodeName": "n1", "serviceAccountName": "sa", "containers": []}
+        }))
+        .unwrap();
+        let field = |path: &str| field_value(&pod, path, &inputs).unwrap();
+        assert_eq!(field("metadata.name"), "p");
+        assert_eq!(field("metadata.namespace"), "ns");
+        assert_eq!(field("metadata.uid"), "u1");
+        assert_eq!(field("metadata.labels['a']"), "1");
+        assert_eq!(field("metadata.labels"), "a=\"1\"\nb=\"2\"");
+        assert_eq!(field("spec.nodeName"), "n1");
+        assert_eq!(field("spec.serviceAccountName"), "sa");
+        assert_eq!(field("status.podIP"), "10.1.0.5");
+        assert_eq!(field("status.hostIP"), "192.168.1.2");
+        assert!(field_value(&pod, "spec.nope", &inputs).is_err());
+
+        let c = container(
+            json!({"limits": {"cpu": "250m", "memory": "64Mi"}, "requests": {"cpu": "100m"}}),
+        );
+        let res = |r: &str, d: Option<&str>| {
+            let d = d.map(|d| Quantity(d.to_string()));
+            resource_value(&c, r, d.as_ref(), &inputs).unwrap()
+        };
+        assert_eq!(res("limits.cpu", None), "1");
+        assert_eq!(res("limits.cpu", Some("1m")), "250");
+        assert_eq!(res("requests.cpu", Some("1m")), "100");
+        assert_eq!(res("limits.memory", Some("1Mi")), "64");
+        assert_eq!(res("requests.memory", None), "0");
+        let unlimited = container(json!({}));
+        let node = resource_value(&unlimited, "limits.memory", None, &inputs).unwrap();
+        assert_eq!(node, (8i64 << 30).to_string());
+    }
+}

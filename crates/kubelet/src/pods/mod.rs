@@ -18,7 +18,8 @@
 //!   (a failed liveness or startup probe kills it, readiness makes it ready), postStart after the
 //!   start and preStop within the grace period before a stop, volumes torn down at the end;
 //! - `events`: Pulled/Created/Started/Killing/BackOff/Failed/Unhealthy events as the kubelet;
-//! - `sandbox`, `container`, `env`, `expand`: the CRI configs from the pod spec;
+//! - `sandbox`, `container`, `env`, `expand`, `hosts`: the CRI configs from the pod spec and the
+//!   pod's managed `/etc/hosts`;
 //! - `image`: pull policy, pulls and their back-off; `backoff`: crash-loop back-off;
 //! - `status`: the pod status from the runtime's state (`generateAPIPodStatus`);
 //! - `runtime`: what the runtime holds for one pod; `static_pods`: manifests and mirror pods.
@@ -28,6 +29,7 @@ mod container;
 mod env;
 mod events;
 mod expand;
+mod hosts;
 mod image;
 mod runtime;
 mod sandbox;

@@ -354,6 +354,53 @@ fn init_succeeded(s: &ContainerStatus) -> bool {
         .is_some_and(|t| t.exit_code == 0)
 }
 
+const KUBELET_CONDITIONS: &[&str] = &[
+    "PodReadyToStartContainers",
+    "Initialized",
+    "Ready",
+    "ContainersReady",
+];
+
+/// Ready: the containers are, and every readiness gate's condition is True (upstream's
+/// `GeneratePodReadyCondition`).
+fn ready_condition(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    old: Option<&PodStatus>,
+    containers_ready: bool,
+    reason: String,
+    message: Option<String>,
+) -> PodCondition {
+    if !containers_ready {
+        return condition("Ready", false, Some(reason), message);
+    }
+    let conditions = old.and_then(|o| o.conditions.as_ref());
+    let mut missing = Vec::new();
+    let mut not_true = Vec::new();
+    for gate in spec.readiness_gates.iter().flatten() {
+        let kind = &gate.condition_type;
+        match conditions.and_then(|cs| cs.iter().find(|c| &c.type_ == kind)) {
+            None => missing.push(format!(
+                "corresponding condition of pod readiness gate \"{kind}\" does not exist."
+            )),
+            Some(c) if c.status != "True" => not_true.push(format!(
+                "the status of pod readiness gate \"{kind}\" is not \"True\", but {}.",
+                c.status
+            )),
+            Some(_) => {}
+        }
+    }
+    if missing.is_empty() && not_true.is_empty() {
+        return condition("Ready", true, None, None);
+    }
+    missing.extend(not_true);
+    condition(
+        "Ready",
+        false,
+        Some("ReadinessGatesNotReady".into()),
+        Some(missing.join(", ")),
+    )
+}
+
 /// The pod's status now; `old` gives the conditions' transition times and PodScheduled.
 pub fn generate(obs: &Observed<'_>, old: Option<&PodStatus>) -> PodStatus {
     let spec = obs.pod.spec.clone().unwrap_or_default();
@@ -422,10 +469,11 @@ pub fn generate(obs: &Observed<'_>, old: Option<&PodStatus>) -> PodStatus {
             ),
             (!terminal).then(|| format!("containers with incomplete status: {}", list(&not_init))),
         ),
-        condition(
-            "Ready",
+        ready_condition(
+            &spec,
+            old,
             containers_ready && !terminal,
-            Some(ready_reason.clone()),
+            ready_reason.clone(),
             ready_message.clone(),
         ),
         condition(
@@ -436,8 +484,12 @@ pub fn generate(obs: &Observed<'_>, old: Option<&PodStatus>) -> PodStatus {
         ),
     ];
     let old_conditions = old.and_then(|o| o.conditions.clone()).unwrap_or_default();
-    if let Some(scheduled) = old_conditions.iter().find(|c| c.type_ == "PodScheduled") {
-        conditions.push(scheduled.clone());
+    // Conditions the kubelet does not own (PodScheduled, readiness gates', DisruptionTarget)
+    // are kept as they are.
+    for c in &old_conditions {
+        if !KUBELET_CONDITIONS.contains(&c.type_.as_str()) {
+            conditions.push(c.clone());
+        }
     }
     let now = now();
     for c in conditions.iter_mut() {
@@ -472,5 +524,115 @@ pub fn generate(obs: &Observed<'_>, old: Option<&PodStatus>) -> PodStatus {
         init_container_statuses: (!init.is_empty()).then_some(init),
         container_statuses: Some(containers),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn status(state: serde_json::Value, last: serde_json::Value) -> ContainerStatus {
+        serde_json::from_value(json!({
+            "name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": state, "lastState": last
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn phases_as_upstream() {
+        let running = status(json!({"running": {}}), json!({}));
+        let ok = status(json!({"terminated": {"exitCode": 0}}), json!({}));
+        let failed = status(json!({"terminated": {"exitCode": 1}}), json!({}));
+        let creating = status(
+            json!({"waiting": {"reason": "ContainerCreating"}}),
+            json!({}),
+        );
+        let backing_off = status(
+            json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+            json!({"terminated": {"exitCode": 1}}),
+        );
+        assert_eq!(
+            phase("Always", false, false, std::slice::from_ref(&running)),
+            "Pending"
+        );
+        assert_eq!(phase("Never", true, true, &[]), "Failed");
+        assert_eq!(
+            phase("Always", true, false, std::slice::from_ref(&creating)),
+            "Pending"
+        );
+        assert_eq!(
+            phase("Always", true, false, &[running.clone(), ok.clone()]),
+            "Running"
+        );
+        assert_eq!(
+            phase("Always", true, false, std::slice::from_ref(&backing_off)),
+            "Running"
+        );
+        assert_eq!(
+            phase("Always", true, false, std::slice::from_ref(&ok)),
+            "Running"
+        );
+        assert_eq!(
+            phase("Never", true, false, &[ok.clone(), ok.clone()]),
+            "Succeeded"
+        );
+        assert_eq!(
+            phase("OnFailure", true, false, std::slice::from_ref(&ok)),
+            "Succeeded"
+        );
+        assert_eq!(
+            phase("Never", true, false, &[ok.clone(), failed.clone()]),
+            "Failed"
+        );
+        assert_eq!(phase("OnFailure", true, false, &[failed]), "Running");
+        assert_eq!(phase("Never", true, false, &[creating, ok]), "Pending");
+    }
+
+    fn pod(resources: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "resources": resources}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn qos_classes() {
+        assert_eq!(qos_class(&pod(json!({}))), QosClass::BestEffort);
+        let limits = json!({"limits": {"cpu": "1", "memory": "1Gi"}});
+        assert_eq!(qos_class(&pod(limits)), QosClass::Guaranteed);
+        let equal = json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1Gi"}});
+        assert_eq!(qos_class(&pod(equal)), QosClass::Guaranteed);
+        let less = json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}});
+        assert_eq!(qos_class(&pod(less)), QosClass::Burstable);
+        assert_eq!(
+            qos_class(&pod(json!({"requests": {"memory": "1Mi"}}))),
+            QosClass::Burstable
+        );
+    }
+
+    #[test]
+    fn readiness_gates_hold_ready_back() {
+        let spec: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(json!({
+            "containers": [], "readinessGates": [{"conditionType": "example.com/lb"}]
+        }))
+        .unwrap();
+        let missing = ready_condition(&spec, None, true, "r".into(), None);
+        assert_eq!(missing.status, "False");
+        assert_eq!(missing.reason.as_deref(), Some("ReadinessGatesNotReady"));
+        let old: PodStatus = serde_json::from_value(json!({
+            "conditions": [{"type": "example.com/lb", "status": "True"}]
+        }))
+        .unwrap();
+        assert_eq!(
+            ready_condition(&spec, Some(&old), true, "r".into(), None).status,
+            "True"
+        );
+        assert_eq!(
+            ready_condition(&spec, Some(&old), false, "r".into(), None).status,
+            "False"
+        );
     }
 }

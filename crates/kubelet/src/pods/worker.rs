@@ -17,6 +17,7 @@ use super::backoff::Backoff;
 use super::container;
 use super::env::{container_env, EnvInputs, Objects};
 use super::events::{self, EventType, EventType::Normal, EventType::Warning};
+use super::hosts;
 use super::image::{self, Ensured};
 use super::runtime::{attempt, container_name, is_exited, is_running, PodRuntime};
 use super::sandbox::{self, ids};
@@ -195,11 +196,20 @@ impl Worker {
         }
         let (sandbox_id, pod_ips) = match runtime.ready_sandbox() {
             Some(s) => (s.id.clone(), self.sandbox_ips(&s.id).await?),
-            None => {
-                let id = self.create_sandbox(&runtime).await?;
-                runtime = PodRuntime::read(&ctx.cri, &uid).await?;
-                (id.clone(), self.sandbox_ips(&id).await?)
-            }
+            None => match self.create_sandbox(&runtime).await {
+                Ok(id) => {
+                    runtime = PodRuntime::read(&ctx.cri, &uid).await?;
+                    (id.clone(), self.sandbox_ips(&id).await?)
+                }
+                Err(e) => {
+                    // The pod stays Pending with its containers ContainerCreating, as upstream.
+                    let message = format!("Failed to create pod sandbox: {e:#}");
+                    tracing::warn!(pod = %self.name(), "{message}");
+                    self.event_once(Warning, "FailedCreatePodSandBox", &message);
+                    self.write_status(&runtime, Some(Vec::new()), false).await?;
+                    return Ok(Duration::from_secs(5));
+                }
+            },
         };
         let pod_ip = pod_ips.first().cloned().unwrap_or_default();
         if self.sandbox_config.as_ref().map(|(id, _)| id) != Some(&sandbox_id) {
@@ -566,13 +576,28 @@ impl Worker {
         let message_file =
             container::termination_message_file(&ctx.layout, uid, &c.name, restart_count);
         prepare_files(&log_dir, &message_file).map_err(|e| config_error(e.to_string()))?;
-        let mounts = match &self.volumes {
+        let mut mounts = match &self.volumes {
             Some(v) => v.mounts(c).map_err(|e| Waiting {
                 reason: e.reason().into(),
                 message: e.to_string(),
             })?,
             None => Vec::new(),
         };
+        if !mounts.iter().any(|m| m.container_path == "/etc/hosts") {
+            let path = ctx.layout.etc_hosts(uid);
+            let ips: Vec<String> = Some(pod_ip.to_string())
+                .filter(|ip| !ip.is_empty())
+                .into_iter()
+                .collect();
+            let text = hosts::content(&self.pod, &ips, sandbox::host_network(&self.pod));
+            hosts::write(&path, &text)
+                .map_err(|e| config_error(format!("writing /etc/hosts: {e}")))?;
+            mounts.push(api::Mount {
+                container_path: "/etc/hosts".into(),
+                host_path: path.to_string_lossy().into(),
+                ..Default::default()
+            });
+        }
         let config = container::config(container::Inputs {
             pod: &self.pod,
             container: c,
