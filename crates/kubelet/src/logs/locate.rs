@@ -63,6 +63,12 @@ pub async fn find(
 ) -> Result<LogFile, LogError> {
     let mut containers = list(cri, namespace, pod, container).await?;
     containers.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+    // A pod deleted and created again under its name (a StatefulSet's) is another pod: only
+    // the newest pod's containers count.
+    let uid_of = |c: &api::Container| c.labels.get(labels::POD_UID).cloned();
+    if let Some(newest) = containers.first().and_then(uid_of) {
+        containers.retain(|c| uid_of(c).as_deref() == Some(newest.as_str()));
+    }
     let not_found = || {
         LogError::NotFound(format!(
             "container {container:?} in pod {pod:?} is not available"

@@ -130,11 +130,13 @@ fn is_timeout(status: &tonic::Status) -> bool {
         || (status.message().starts_with("timeout ") && status.message().contains("exceeded"))
 }
 
-/// stdout then stderr, as CombinedOutput gives them.
+/// stdout then stderr, as CombinedOutput gives them, at most 10 KiB (upstream's limit).
 fn combined(out: &api::ExecSyncResponse) -> String {
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    text
+    const MAX_OUTPUT: usize = 10 * 1024;
+    let mut bytes = out.stdout.clone();
+    bytes.extend_from_slice(&out.stderr);
+    bytes.truncate(MAX_OUTPUT);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 async fn http_probe(get: &HTTPGetAction, target: Target<'_>, timeout: Duration) -> Outcome {

@@ -89,6 +89,7 @@ impl ProbeManager {
 
     /// Starts the workers for the probes of `container` (a container or init container of the
     /// pod) running as `container_id`. Adding a container already added changes nothing.
+    /// The workers are tasks of the current Tokio runtime.
     pub fn add(&self, pod: Arc<Pod>, container: &str, container_id: &str, pod_ip: Option<String>) {
         let mut containers = self.containers.lock().unwrap();
         if containers.contains_key(container_id) {
