@@ -179,7 +179,7 @@ impl Env {
     /// A pod bound to the node in the API, and its sandbox and container `main` over CRI, as
     /// the pod workers would make them: labels, log directory and log path per `Layout`.
     async fn pod(&self, name: &str) -> String {
-        let script = "for i in 1 2 3 4 5; do echo line$i; done; echo oops >&2; \
+        let script = "for i in 1 2 3 4 5; do echo line$i; done; sleep 1; echo oops >&2; \
                       mkdir -p /tmp/www; echo served > /tmp/www/index.html; \
                       httpd -p 127.0.0.1:18080 -h /tmp/www; \
                       i=0; while [ $i -lt 4 ]; do sleep 1; i=$((i+1)); echo tick$i; done; sleep 3600";
@@ -422,6 +422,18 @@ fn secure_port_authenticates_authorizes_and_serves() {
         .await;
         assert_eq!(code, 401);
 
+        // A bearer token the API server knows (the admin's static token): its user is reviewed.
+        let tokens = std::fs::read_to_string(&env.paths.known_tokens).unwrap();
+        let admin_token = tokens
+            .lines()
+            .find(|l| l.contains("system:masters"))
+            .and_then(|l| l.split(',').next())
+            .unwrap()
+            .to_string();
+        let bearer = format!("Authorization: Bearer {admin_token}");
+        let (code, _) = curl(&env.secure("/pods"), None, &["-H", &bearer]).await;
+        assert_eq!(code, 200);
+
         // The API server's kubelet client certificate.
         let (code, body) = curl(&env.secure("/healthz"), Some(master), &[]).await;
         assert_eq!((code, body.as_str()), (200, "ok"));
@@ -440,10 +452,8 @@ fn secure_port_authenticates_authorizes_and_serves() {
         // Logs: whole, tail, timestamps, limitBytes.
         let logs = env.secure("/containerLogs/default/box/main");
         until("the container's first lines", || async {
-            curl(&logs, Some(master), &[])
-                .await
-                .1
-                .contains("line5\noops\n")
+            let body = curl(&logs, Some(master), &[]).await.1;
+            body.contains("line5\n") && body.contains("oops\n")
         })
         .await;
         let (code, body) = curl(&format!("{logs}?tailLines=2"), Some(master), &[]).await;
@@ -517,6 +527,20 @@ fn secure_port_authenticates_authorizes_and_serves() {
     });
 }
 
+/// kubectl (`None`: 1.33) with the admin kubeconfig, killed when dropped.
+fn kubectl_cmd(env: &Env, version: Option<&str>) -> tokio::process::Command {
+    let bin = match version {
+        None => "/usr/bin/kubectl".to_string(),
+        Some(v) => format!("/usr/lib/google-cloud-sdk/bin/kubectl.{v}"),
+    };
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .env("HOME", env.dir.path())
+        .kill_on_drop(true);
+    cmd
+}
+
 impl Env {
     /// Runs kubectl (`None`: /usr/bin/kubectl 1.33, `Some("1.27")`: that version) against the
     /// in-process API server.
@@ -580,11 +604,12 @@ fn kubectl_reaches_pods_through_the_api_server() {
         let mut all = String::new();
         for _ in 0..50 {
             all = env.kubectl_ok(None, &["logs", "box"]).await;
-            if all.contains("line5") {
+            if all.contains("line5\n") && all.contains("oops\n") {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        // (stderr a second after stdout: the runtime copies the two streams separately.)
         assert!(
             all.starts_with("line1\nline2\nline3\nline4\nline5\noops\n"),
             "{all}"
@@ -620,18 +645,112 @@ fn kubectl_reaches_pods_through_the_api_server() {
             .await;
         assert_eq!(out.status.code(), Some(3));
 
+        // stdin, and kubectl cp (tar over exec).
+        for version in [Some("1.27"), None] {
+            let mut child = kubectl_cmd(&env, version)
+                .args(["exec", "-i", "box", "--", "cat"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut stdin, b"piped\n")
+                .await
+                .unwrap();
+            drop(stdin);
+            let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+                .await
+                .expect("kubectl exec -i ends with its stdin")
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "piped\n",
+                "kubectl {version:?}"
+            );
+        }
+        let copied = env.dir.path().join("copied.html");
+        env.kubectl_ok(
+            None,
+            &[
+                "cp",
+                "default/box:/tmp/www/index.html",
+                &copied.to_string_lossy(),
+            ],
+        )
+        .await;
+        assert_eq!(std::fs::read_to_string(&copied).unwrap(), "served\n");
+
+        // Authorization as upstream: get pods/log and create pods/exec are separate rights.
+        let rbac = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: log-reader, namespace: default}
+rules:
+- {apiGroups: [""], resources: [pods, pods/log], verbs: [get, list]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: jane-logs, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: log-reader}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: jane}
+"#;
+        let manifest = env.dir.path().join("rbac.yaml");
+        std::fs::write(&manifest, rbac).unwrap();
+        env.kubectl_ok(None, &["apply", "-f", &manifest.to_string_lossy()])
+            .await;
+        let mut logs_ok = false;
+        for _ in 0..50 {
+            if env
+                .kubectl(None, &["--as", "jane", "logs", "box", "--tail", "1"])
+                .await
+                .status
+                .success()
+            {
+                logs_ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(logs_ok, "jane may read logs once the role is in");
+        for version in [Some("1.27"), None] {
+            let out = env
+                .kubectl(version, &["--as", "jane", "exec", "box", "--", "true"])
+                .await;
+            assert!(!out.status.success());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(r#"User "jane" cannot create resource "pods/exec" in API group "" in the namespace "default""#),
+                "kubectl {version:?}: {err}"
+            );
+        }
+        // The API's own container defaulting: several containers and none named.
+        let multi: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "multi", "namespace": "default"},
+            "spec": {"nodeName": NODE, "containers": [{"name": "a", "image": BUSYBOX}, {"name": "b", "image": BUSYBOX}]}
+        }))
+        .unwrap();
+        Api::<Pod>::namespaced(env.admin.clone(), "default")
+            .create(&PostParams::default(), &multi)
+            .await
+            .unwrap();
+        let out = env
+            .kubectl(
+                None,
+                &["get", "--raw", "/api/v1/namespaces/default/pods/multi/log"],
+            )
+            .await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("a container name must be specified for pod multi, choose one of: [a b]"),
+            "{err}"
+        );
+
         // pods/portforward to busybox httpd in the pod.
         for version in [Some("1.27"), None] {
             let local = support::free_port();
-            let bin = match version {
-                None => "/usr/bin/kubectl".to_string(),
-                Some(v) => format!("/usr/lib/google-cloud-sdk/bin/kubectl.{v}"),
-            };
-            let mut child = tokio::process::Command::new(bin)
-                .arg("--kubeconfig")
-                .arg(&env.kubeconfig)
+            let mut child = kubectl_cmd(&env, version)
                 .args(["port-forward", "pod/box", &format!("{local}:18080")])
-                .env("HOME", env.dir.path())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .kill_on_drop(true)
