@@ -141,3 +141,61 @@ fn summary_lists_the_running_container() {
         node.stop().await;
     });
 }
+
+/// A pod on a CNI bridge: its network figures come from its own namespace (eth0), and an
+/// httpGet probe without a host reaches it at its pod IP.
+#[test]
+fn summary_has_the_network_of_a_bridged_pod() {
+    if !support::can_run_containers() {
+        return;
+    }
+    support::netns::run(async {
+        let node = Node::start_with_bridge("krust-stats-net-").await;
+        let sandbox = node.sandbox_on("bridged", false).await;
+        let status = node.cri.pod_sandbox_status(&sandbox.id).await.unwrap();
+        let pod_ip = status
+            .network
+            .as_ref()
+            .map(|n| n.ip.clone())
+            .unwrap_or_default();
+        assert!(pod_ip.starts_with("10.244.7."), "{status:?}");
+        let script = "mkdir -p /www; echo hello > /www/index.html; exec httpd -f -p 8080 -h /www";
+        let id = node.container(&sandbox, "web", 0, script).await;
+
+        let container: k8s_openapi::api::core::v1::Container = serde_json::from_value(
+            serde_json::json!({"name": "web", "ports": [{"name": "http", "containerPort": 8080}]}),
+        )
+        .unwrap();
+        let probe: k8s_openapi::api::core::v1::Probe =
+            serde_json::from_value(serde_json::json!({"httpGet": {"port": "http", "path": "/"}}))
+                .unwrap();
+        let target = kubelet::probes::Target {
+            container_id: &id,
+            container: &container,
+            pod_ip: Some(&pod_ip),
+        };
+        let reached = eventually(Duration::from_secs(10), || async {
+            kubelet::probes::run_probe(&node.cri, &probe, target).await
+                == kubelet::probes::Outcome::Success
+        })
+        .await;
+        assert!(reached, "httpGet at the pod IP {pod_ip}");
+
+        let summary = stats::summary_of("node-a", &node.cri, &node.layout)
+            .await
+            .unwrap();
+        let pod = summary
+            .pods
+            .iter()
+            .find(|p| p.pod_ref.name == "bridged")
+            .unwrap();
+        let network = pod.network.as_ref().expect("the pod's network");
+        assert_eq!(network.default.name, "eth0");
+        assert!(network.default.rx_bytes.unwrap() > 0, "{network:?}");
+        assert!(network.default.tx_bytes.unwrap() > 0, "{network:?}");
+        let json = serde_json::to_value(pod).unwrap();
+        assert_eq!(json["network"]["name"], "eth0");
+        assert!(json["network"]["rxBytes"].as_u64().unwrap() > 0);
+        node.stop().await;
+    });
+}

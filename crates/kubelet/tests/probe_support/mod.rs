@@ -32,9 +32,36 @@ pub struct Sandbox {
     pub log_dir: PathBuf,
 }
 
-fn host_network() -> api::NamespaceOption {
+/// A bridge with host-local addresses, written before containerd starts so it sees it.
+fn write_bridge_conf(data_dir: &std::path::Path) {
+    let conf_dir = data_dir.join("cni/net.d");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let conf = serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": "probes-test",
+        "plugins": [{
+            "type": "bridge",
+            "bridge": "cni-probes0",
+            "isGateway": true,
+            "ipMasq": false,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": "10.244.7.0/24"}]],
+                "dataDir": data_dir.join("cni/ipam").to_string_lossy(),
+            },
+        }],
+    });
+    std::fs::write(conf_dir.join("10-probes-test.conflist"), conf.to_string()).unwrap();
+}
+
+fn namespaces(host_network: bool) -> api::NamespaceOption {
+    let network = if host_network {
+        api::NamespaceMode::Node
+    } else {
+        api::NamespaceMode::Pod
+    };
     api::NamespaceOption {
-        network: api::NamespaceMode::Node as i32,
+        network: network as i32,
         pid: api::NamespaceMode::Container as i32,
         ipc: api::NamespaceMode::Pod as i32,
         ..Default::default()
@@ -44,11 +71,24 @@ fn host_network() -> api::NamespaceOption {
 impl Node {
     /// containerd under a fresh data dir, with pause and busybox imported.
     pub async fn start(prefix: &str) -> Node {
+        Node::start_in(prefix, false).await
+    }
+
+    /// As [`Node::start`], with a CNI bridge network (10.244.7.0/24, no iptables) for pods not
+    /// on the host's network: call it inside `support::netns::run` only.
+    pub async fn start_with_bridge(prefix: &str) -> Node {
+        Node::start_in(prefix, true).await
+    }
+
+    async fn start_in(prefix: &str, bridge: bool) -> Node {
         let images_dir = support::images_dir();
         let dir = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir_in("/tmp")
             .unwrap();
+        if bridge {
+            write_bridge_conf(dir.path());
+        }
         let containerd = Containerd::start(Config::new(dir.path()))
             .await
             .expect("containerd starts");
@@ -70,6 +110,11 @@ impl Node {
 
     /// A host-network sandbox labelled as the kubelet labels them, logging where the layout says.
     pub async fn sandbox(&self, name: &str) -> Sandbox {
+        self.sandbox_on(name, true).await
+    }
+
+    /// A sandbox on the node's network or (`host_network` false) on the CNI bridge.
+    pub async fn sandbox_on(&self, name: &str, host_network: bool) -> Sandbox {
         let uid = format!("uid-{name}");
         let log_dir = self.layout.pod_log_dir("default", name, &uid);
         std::fs::create_dir_all(&log_dir).unwrap();
@@ -89,7 +134,7 @@ impl Node {
             .into(),
             linux: Some(api::LinuxPodSandboxConfig {
                 security_context: Some(api::LinuxSandboxSecurityContext {
-                    namespace_options: Some(host_network()),
+                    namespace_options: Some(namespaces(host_network)),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -136,7 +181,12 @@ impl Node {
             annotations: [(labels::RESTART_COUNT.to_string(), attempt.to_string())].into(),
             linux: Some(api::LinuxContainerConfig {
                 security_context: Some(api::LinuxContainerSecurityContext {
-                    namespace_options: Some(host_network()),
+                    namespace_options: sandbox
+                        .config
+                        .linux
+                        .as_ref()
+                        .and_then(|l| l.security_context.as_ref())
+                        .and_then(|s| s.namespace_options.clone()),
                     ..Default::default()
                 }),
                 ..Default::default()
