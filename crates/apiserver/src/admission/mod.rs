@@ -8,9 +8,12 @@
 //! registry's create (`serviceaccounts/token`) call [`run`] themselves.
 //!
 //! Plugins: [`service_account`] (upstream's `ServiceAccount`), [`node_restriction`]
-//! (`NodeRestriction`), [`default_toleration_seconds`] (`DefaultTolerationSeconds`) and
-//! [`resource_quota`] (`ResourceQuota`, last as upstream: it charges what the others produced).
+//! (`NodeRestriction`), [`default_toleration_seconds`] (`DefaultTolerationSeconds`),
+//! [`default_storage_class`] (`DefaultStorageClass`: a claim without a class gets the default
+//! one) and [`resource_quota`] (`ResourceQuota`, last as upstream: it charges what the others
+//! produced).
 
+pub mod default_storage_class;
 pub mod default_toleration_seconds;
 pub mod node_restriction;
 pub mod resource_quota;
@@ -107,13 +110,14 @@ pub struct Admission {
 
 impl Default for Admission {
     /// The plugins krust enables, in upstream's order (ServiceAccount, NodeRestriction,
-    /// DefaultTolerationSeconds, ResourceQuota).
+    /// DefaultTolerationSeconds, DefaultStorageClass, ResourceQuota).
     fn default() -> Self {
         Admission {
             plugins: vec![
                 Box::new(service_account::ServiceAccount),
                 Box::new(node_restriction::NodeRestriction),
                 Box::new(default_toleration_seconds::DefaultTolerationSeconds),
+                Box::new(default_storage_class::DefaultStorageClass),
                 Box::new(resource_quota::ResourceQuota),
             ],
         }
