@@ -244,3 +244,88 @@ async fn tcp_and_grpc_probes_on_closed_and_open_ports() {
     );
     drop(listener);
 }
+
+/// The standard gRPC health service, answering every check with one status.
+mod health {
+    use std::convert::Infallible;
+    use std::task::{Context, Poll};
+
+    use tonic::codegen::{BoxFuture, Service, StdError};
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Request {
+        #[prost(string, tag = "1")]
+        pub service: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Response {
+        #[prost(int32, tag = "1")]
+        pub status: i32,
+    }
+
+    #[derive(Clone)]
+    pub struct Health(pub i32);
+
+    impl tonic::server::NamedService for Health {
+        const NAME: &'static str = "grpc.health.v1.Health";
+    }
+
+    struct Check(i32);
+
+    impl tonic::server::UnaryService<Request> for Check {
+        type Response = Response;
+        type Future = BoxFuture<tonic::Response<Response>, tonic::Status>;
+        fn call(&mut self, _req: tonic::Request<Request>) -> Self::Future {
+            let status = self.0;
+            Box::pin(async move { Ok(tonic::Response::new(Response { status })) })
+        }
+    }
+
+    impl<B> Service<http::Request<B>> for Health
+    where
+        B: tonic::codegen::Body + Send + 'static,
+        B::Error: Into<StdError> + Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = Infallible;
+        type Future = BoxFuture<Self::Response, Infallible>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            let status = self.0;
+            Box::pin(async move {
+                let codec = tonic_prost::ProstCodec::<Response, Request>::default();
+                let mut grpc = tonic::server::Grpc::new(codec);
+                Ok(grpc.unary(Check(status), req).await)
+            })
+        }
+    }
+}
+
+/// A grpc probe asks the health service: SERVING succeeds, NOT_SERVING fails as upstream says.
+#[tokio::test]
+async fn grpc_probe_asks_the_health_service() {
+    let mut ports = Vec::new();
+    for status in [1, 2] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        ports.push(listener.local_addr().unwrap().port());
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health::Health(status))
+                .serve_with_incoming(incoming),
+        );
+    }
+    let grpc = |port: u16| -> Probe {
+        serde_json::from_value(serde_json::json!({"grpc": {"port": port, "service": "x"}})).unwrap()
+    };
+    assert_eq!(probe(&grpc(ports[0])).await, Outcome::Success);
+    assert_eq!(
+        probe(&grpc(ports[1])).await,
+        Outcome::Failure("service unhealthy (responded with \"NOT_SERVING\")".into())
+    );
+}
