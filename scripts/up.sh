@@ -18,6 +18,18 @@ if ! /usr/local/bin/krust status --data-dir "$data_dir" --wait-ready; then
   tail -n 20 "$log" >&2
   exit 1
 fi
+# The node agent registers the node; it turns Ready once it has its pod network.
+kubeconfig=$data_dir/credentials/client.config
+for _ in $(seq 120); do
+  kubectl --kubeconfig "$kubeconfig" get nodes --no-headers 2>/dev/null | grep -q ' Ready ' && break
+  sleep 1
+done
+if kubectl --kubeconfig "$kubeconfig" get nodes --no-headers 2>/dev/null | grep -q ' Ready '; then
+  kubectl --kubeconfig "$kubeconfig" get nodes
+else
+  echo "the node is not Ready yet (\`krust status\` and $log tell why):" >&2
+  kubectl --kubeconfig "$kubeconfig" get nodes >&2 || true
+fi
 cat <<MSG
 
 krust is running. Try:

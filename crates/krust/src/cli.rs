@@ -134,6 +134,14 @@ pub struct ServerArgs {
     /// Run the control plane only, without the node agent.
     #[arg(long)]
     pub disable_agent: bool,
+    /// Use this container runtime (unix:///run/containerd/containerd.sock) instead of starting
+    /// containerd under the data dir.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub container_runtime_endpoint: Option<String>,
+    /// The node's hard eviction thresholds, as upstream's kubelet takes them
+    /// (default memory.available<100Mi,nodefs.available<5%, k3s's).
+    #[arg(long, value_name = "SIGNAL<VALUE,...")]
+    pub eviction_hard: Option<String>,
     /// Accept the legacy static password file (credentials/basic_auth.csv).
     #[arg(long)]
     pub basic_auth: bool,

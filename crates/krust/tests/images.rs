@@ -174,19 +174,18 @@ fn assert_nothing_left(data_dir: &Path) {
     }
 }
 
-/// The opt-in hook: `KRUST_MANAGED_CONTAINERD=1 krust server` runs containerd under the data
-/// dir, imports <data-dir>/images/ once, and stops containerd when it stops.
+/// `krust server`'s node agent runs containerd under the data dir, imports <data-dir>/images/
+/// once, and stops containerd when it stops.
 #[test]
-fn server_runs_containerd_when_asked_and_imports_its_image_dir() {
+fn server_runs_containerd_and_imports_its_image_dir() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: running containerd needs root");
         return;
     }
     let images = images_dir();
-    // Inherited by the server this test starts (the other tests here start no server).
-    std::env::set_var("KRUST_MANAGED_CONTAINERD", "1");
-    let mut server = support::Server::new(&[]);
+    support::isolate_network();
+    let mut server = support::Server::with_agent(&[]);
     let drop_dir = server.path("images");
     std::fs::create_dir_all(&drop_dir).unwrap();
     std::fs::copy(images.join("pause.tar"), drop_dir.join("pause.tar")).unwrap();

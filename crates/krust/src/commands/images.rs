@@ -96,9 +96,8 @@ async fn ls(data_dir: &Path, output: Output) -> Result<ExitCode> {
 /// The sentence for a data dir whose containerd does not answer.
 fn not_running(socket: &Path) -> String {
     format!(
-        "containerd is not running at {}: start it with `{}=1 krust server` (the node agent will start it by default), or give the data dir of the krust that runs it with --data-dir",
-        socket.display(),
-        crate::server::CONTAINERD_ENABLE_VAR
+        "containerd is not running at {}: start `krust server` (its node agent runs containerd unless --disable-agent), or give the data dir of the krust that runs it with --data-dir",
+        socket.display()
     )
 }
 

@@ -21,7 +21,33 @@ struct Status {
     authorization_mode: String,
     rbac: bool,
     components: Vec<Component>,
-    nodes: Vec<String>,
+    nodes: Vec<NodeSummary>,
+}
+
+#[derive(Serialize)]
+struct NodeSummary {
+    name: String,
+    /// The Ready condition's status: True, False or Unknown.
+    ready: String,
+    /// The pod range nodeipam gave it.
+    pod_cidr: Option<String>,
+}
+
+impl NodeSummary {
+    fn of(node: Node) -> NodeSummary {
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone())
+            .unwrap_or_else(|| "Unknown".into());
+        NodeSummary {
+            name: node.metadata.name.unwrap_or_default(),
+            ready,
+            pod_cidr: node.spec.and_then(|s| s.pod_cidr),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -131,12 +157,7 @@ async fn collect(
         true => Api::<Node>::all(client.clone())
             .list(&ListParams::default())
             .await
-            .map(|l| {
-                l.items
-                    .into_iter()
-                    .filter_map(|n| n.metadata.name)
-                    .collect()
-            })
+            .map(|l| l.items.into_iter().map(NodeSummary::of).collect())
             .unwrap_or_default(),
         false => Vec::new(),
     };
@@ -174,8 +195,18 @@ fn print(s: &Status) {
         };
         println!("  {:<28} {:>6}  {l}", c.service.key(), c.port);
     }
-    match s.nodes.is_empty() {
-        true => println!("nodes: none (the node agent is not part of this build yet)"),
-        false => println!("nodes: {}", s.nodes.join(", ")),
+    if s.nodes.is_empty() {
+        println!("nodes: none (the server runs with --disable-agent, or its agent is starting)");
+        return;
+    }
+    println!("nodes:");
+    for n in &s.nodes {
+        let state = if n.ready == "True" {
+            "Ready"
+        } else {
+            "NotReady"
+        };
+        let cidr = n.pod_cidr.as_deref().unwrap_or("no pod CIDR yet");
+        println!("  {:<28} {state:<9} pods {cidr}", n.name);
     }
 }

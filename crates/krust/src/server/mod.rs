@@ -4,7 +4,9 @@
 //! `krust refresh-certs` and `krust enable/disable rbac`) re-reads the PKI and settings: a changed
 //! authorization mode goes to the running API server through a channel, with no restart; changed
 //! certificates restart the listeners in process (the store stays open, so nothing is lost).
-//! SIGTERM/SIGINT stop the listeners first, then close the store.
+//! The node agent (`node`) starts once the API server is up, unless `--disable-agent`, and
+//! lives across those restarts. SIGTERM/SIGINT stop the node agent, then the listeners, then
+//! close the store.
 
 mod apiserver;
 mod datastore;
@@ -25,8 +27,6 @@ use crate::cli::ServerArgs;
 use crate::pidfile::PidFile;
 use crate::settings::{LiveAuthorization, Settings};
 
-pub use node::ENABLE_VAR as CONTAINERD_ENABLE_VAR;
-
 pub fn run(args: ServerArgs) -> Result<ExitCode> {
     let data_dir = args.data.data_dir.clone();
     let settings = Settings::for_server(&args)?;
@@ -40,17 +40,22 @@ pub fn run(args: ServerArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The control plane, and the node agent once the API server is up; the agent stops first.
 async fn serve(args: ServerArgs, settings: Settings) -> Result<()> {
-    let node = node::start(&settings, &args.data.data_dir).await?;
-    let result = serve_control_plane(args, settings).await;
+    let mut node = None;
+    let result = serve_control_plane(&args, settings, &mut node).await;
     node::stop(node).await;
     result
 }
 
-async fn serve_control_plane(args: ServerArgs, mut settings: Settings) -> Result<()> {
+async fn serve_control_plane(
+    args: &ServerArgs,
+    mut settings: Settings,
+    node: &mut Option<node::NodeAgent>,
+) -> Result<()> {
     let data_dir = &args.data.data_dir;
     ensure_pki(&settings, data_dir)?;
-    let store = datastore::open(&args, data_dir).await?;
+    let store = datastore::open(args, data_dir).await?;
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let (mode, mode_updates) = watch::channel(settings.authorization_mode());
@@ -59,6 +64,15 @@ async fn serve_control_plane(args: ServerArgs, mut settings: Settings) -> Result
         let pki_at_start = pki_fingerprint(data_dir);
         let mut running = listeners::start(&settings, data_dir, store.clone()).await?;
         tracing::info!(profile = %settings.profile, "krust server is up");
+        if node.is_none() {
+            match node::start(args, &settings, data_dir).await {
+                Ok(started) => *node = started,
+                Err(e) => {
+                    running.stop().await;
+                    return Err(e);
+                }
+            }
+        }
         loop {
             tokio::select! {
                 _ = hangup.recv() => {
@@ -79,8 +93,8 @@ async fn serve_control_plane(args: ServerArgs, mut settings: Settings) -> Result
                     running.stop().await;
                     break;
                 }
-                _ = terminate.recv() => return shut_down(running).await,
-                _ = tokio::signal::ctrl_c() => return shut_down(running).await,
+                _ = terminate.recv() => return shut_down(running, node.take()).await,
+                _ = tokio::signal::ctrl_c() => return shut_down(running, node.take()).await,
                 failed = running.failed() => {
                     running.stop().await;
                     return Err(failed);
@@ -127,8 +141,9 @@ fn pki_fingerprint(data_dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     files
 }
 
-async fn shut_down(running: listeners::Running) -> Result<()> {
+async fn shut_down(running: listeners::Running, node: Option<node::NodeAgent>) -> Result<()> {
     tracing::info!("stopping");
+    node::stop(node).await;
     running.stop().await;
     tracing::info!("stopped");
     Ok(())

@@ -1,53 +1,94 @@
-//! The node's container runtime, opt-in for now: with `KRUST_MANAGED_CONTAINERD=1`,
-//! `krust server` starts containerd (kubelet::containerd) under `<data-dir>/containerd/` with
-//! metrics on the port map's `containerd-metrics` address, imports the tarballs in
-//! `<data-dir>/images/` it has not imported before, and stops containerd after the control
-//! plane. It is off by default until the kubelet runs pods on it, so that servers which run no
-//! pods (most tests) do not pay for a containerd.
+//! The node agent inside `krust server` (unless `--disable-agent`): `kubelet::agent` with the
+//! kubelet kubeconfig `pki::ensure` wrote, containerd managed under `<data-dir>/containerd/`
+//! (metrics on the port map's `containerd-metrics` address) or the runtime at
+//! `--container-runtime-endpoint`, and the server's node labelled as the control plane.
+//!
+//! It starts once the API server is up and lives across listener restarts (SIGHUP); it stops
+//! before the control plane, leaving the pods' containers running for the next start to adopt.
 
 use std::path::Path;
+use std::time::Duration;
 
-use anyhow::Result;
-use kubelet::containerd::{Config, Runtime};
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+use kubelet::agent::{Agent, AgentConfig};
+use ports::Service;
 
+use crate::cli::ServerArgs;
 use crate::settings::Settings;
 
-/// The environment variable that turns the managed containerd on.
-pub const ENABLE_VAR: &str = "KRUST_MANAGED_CONTAINERD";
+/// The label kubeadm gives a control-plane node; a kubelet may not set it on itself
+/// (NodeRestriction), so the server does, with its admin credentials.
+pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 
-pub struct Node {
-    runtime: Runtime,
+/// The default hard eviction thresholds: upstream's memory threshold, and k3s's 5% (instead of
+/// upstream's 10%) of free disk, as a single-machine distribution's disk is shared with
+/// everything else on it.
+pub const EVICTION_HARD: &str = "memory.available<100Mi,nodefs.available<5%";
+
+pub struct NodeAgent {
+    agent: Agent,
+    labeller: tokio::task::JoinHandle<()>,
 }
 
-/// Starts containerd when asked to; `None` when not.
-pub async fn start(settings: &Settings, data_dir: &Path) -> Result<Option<Node>> {
-    if std::env::var(ENABLE_VAR).as_deref() != Ok("1") {
+/// Starts the node agent unless `--disable-agent`.
+pub async fn start(
+    args: &ServerArgs,
+    settings: &Settings,
+    data_dir: &Path,
+) -> Result<Option<NodeAgent>> {
+    if args.disable_agent {
+        tracing::info!("node agent disabled (--disable-agent)");
         return Ok(None);
     }
-    let mut config = Config::new(data_dir);
-    config.metrics = settings.port_map()?.addr(ports::Service::ContainerdMetrics);
-    let runtime = Runtime::start(config, None).await?;
-    match kubelet::images::import_dir(runtime.socket(), data_dir).await {
-        Ok(report) => {
-            for (file, images) in &report.imported {
-                let names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
-                tracing::info!(file = %file.display(), images = ?names, "imported");
-            }
-            for (file, error) in &report.failed {
-                tracing::warn!(file = %file.display(), "not imported (tried again at the next start): {error}");
-            }
-        }
-        Err(e) => tracing::warn!(
-            "images in {} not imported: {e}",
-            kubelet::images::image_dir(data_dir).display()
-        ),
-    }
-    Ok(Some(Node { runtime }))
+    let map = settings.port_map()?;
+    let mut config = AgentConfig::new(data_dir, &settings.node_name);
+    config.container_runtime_endpoint = args.container_runtime_endpoint.clone();
+    config.containerd_metrics = map.addr(Service::ContainerdMetrics);
+    config.node.kubelet_port = map.port(Service::Kubelet).unwrap_or(10250);
+    let thresholds = args.eviction_hard.as_deref().unwrap_or(EVICTION_HARD);
+    config.node.eviction_hard = thresholds
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--eviction-hard {thresholds:?}: {e}"))?;
+    let agent = kubelet::agent::start(config)
+        .await
+        .context("cannot start the node agent (--disable-agent runs the control plane alone)")?;
+    let admin = admin_client(data_dir).await?;
+    let labeller = tokio::spawn(label_control_plane(admin, settings.node_name.clone()));
+    Ok(Some(NodeAgent { agent, labeller }))
 }
 
-/// Stops a managed containerd (its containers keep running in their shims).
-pub async fn stop(node: Option<Node>) {
+/// Stops the node agent (its containers keep running in their shims).
+pub async fn stop(node: Option<NodeAgent>) {
     if let Some(node) = node {
-        node.runtime.stop().await;
+        node.labeller.abort();
+        node.agent.stop().await;
+    }
+}
+
+async fn admin_client(data_dir: &Path) -> Result<kube::Client> {
+    let path = pki::Paths::new(data_dir).client_config;
+    let file = kube::config::Kubeconfig::read_from(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Labels the server's node as the control plane once the agent registered it.
+async fn label_control_plane(admin: kube::Client, node: String) {
+    let nodes: Api<Node> = Api::all(admin);
+    let patch = serde_json::json!({"metadata": {"labels": {CONTROL_PLANE_LABEL: ""}}});
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match nodes
+            .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return,
+            Err(e) => tracing::debug!(%node, "cannot label the node yet: {e}"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

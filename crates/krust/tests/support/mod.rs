@@ -31,6 +31,9 @@ pub struct Server {
     pub controller_manager_insecure_port: u16,
     child: Option<Child>,
     extra: Vec<String>,
+    /// Run the node agent (containerd, the Node); off unless a test asks with
+    /// [`Server::with_agent`], so that servers which run no pods do not pay for a containerd.
+    agent: bool,
 }
 
 impl Server {
@@ -46,7 +49,16 @@ impl Server {
             controller_manager_insecure_port: free_port(),
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            agent: false,
         }
+    }
+
+    /// A server that runs its node agent too. Call [`isolate_network`] first: the agent's pod
+    /// network (bridge, iptables rules) then stays in the test's own network namespace.
+    pub fn with_agent(extra: &[&str]) -> Server {
+        let mut server = Server::new(extra);
+        server.agent = true;
+        server
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -68,6 +80,9 @@ impl Server {
             .arg(format!("datastore={}", self.datastore_port))
             .args(self.default_ports())
             .args(&self.extra);
+        if !self.agent && !self.extra.iter().any(|a| a == "--disable-agent") {
+            cmd.arg("--disable-agent");
+        }
         cmd
     }
 
@@ -202,4 +217,22 @@ pub fn stdout(out: &Output) -> String {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Moves the calling thread, and so every process it starts afterwards (the server, kubectl),
+/// into a fresh network namespace with loopback up. Call it first in a plain `#[test]`.
+pub fn isolate_network() {
+    // SAFETY: unshare only changes this thread's namespaces.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "unshare(CLONE_NEWNET) failed (needs root): {}",
+        std::io::Error::last_os_error()
+    );
+    let status = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("run ip");
+    assert!(status.success(), "ip link set lo up failed");
 }
