@@ -116,6 +116,25 @@ fn summary_lists_the_running_container() {
         let back: stats::Summary = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(back.pods.len(), summary.pods.len());
 
+        // only_cpu_and_memory keeps just that.
+        let small = serde_json::to_value(summary.clone().only_cpu_and_memory()).unwrap();
+        assert!(small["node"]["cpu"].is_object() && small["node"]["memory"].is_object());
+        assert!(small["node"].get("fs").is_none() && small["node"].get("runtime").is_none());
+        let small_pod = small["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["podRef"]["name"] == "stats")
+            .unwrap();
+        assert!(
+            small_pod["containers"][0]["memory"]["workingSetBytes"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+        assert!(small_pod.get("ephemeral-storage").is_none());
+        assert!(small_pod["containers"][0].get("rootfs").is_none());
+
         // /metrics/resource, as metrics-server reads it.
         let text = stats::render_resource_metrics(Some(&summary));
         let line = text

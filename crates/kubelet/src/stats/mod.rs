@@ -6,7 +6,8 @@
 //! and statvfs, the runtime's image filesystem from CRI ImageFsInfo, pods and containers from
 //! CRI ListContainerStats / ListPodSandboxStats); [`resource_metrics`]`(&NodeContext) -> String`
 //! (never fails: a runtime error is `resource_scrape_error 1`); [`summary_of`] and
-//! [`render_resource_metrics`] for callers without a whole context.
+//! [`render_resource_metrics`] for callers without a whole context; `Summary::only_cpu_and_memory`
+//! for `?only_cpu_and_memory=true`.
 
 mod node;
 mod pods;

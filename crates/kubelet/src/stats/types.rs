@@ -10,6 +10,47 @@ pub struct Summary {
     pub pods: Vec<PodStats>,
 }
 
+impl Summary {
+    /// What `/stats/summary?only_cpu_and_memory=true` serves: the node's and every pod's and
+    /// container's CPU and memory, nothing else (upstream's cheaper summary).
+    pub fn only_cpu_and_memory(self) -> Summary {
+        let container = |c: ContainerStats| ContainerStats {
+            name: c.name,
+            start_time: c.start_time,
+            cpu: c.cpu,
+            memory: c.memory,
+            ..Default::default()
+        };
+        Summary {
+            node: NodeStats {
+                node_name: self.node.node_name,
+                system_containers: self
+                    .node
+                    .system_containers
+                    .into_iter()
+                    .map(container)
+                    .collect(),
+                start_time: self.node.start_time,
+                cpu: self.node.cpu,
+                memory: self.node.memory,
+                ..Default::default()
+            },
+            pods: self
+                .pods
+                .into_iter()
+                .map(|p| PodStats {
+                    pod_ref: p.pod_ref,
+                    start_time: p.start_time,
+                    containers: p.containers.into_iter().map(container).collect(),
+                    cpu: p.cpu,
+                    memory: p.memory,
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeStats {
