@@ -402,8 +402,11 @@ async fn memory_empty_dir_is_a_sized_tmpfs_unmounted_at_teardown() {
             "scratch",
             json!({"volumes": [
                 {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+                {"name": "bypod", "emptyDir": {"medium": "Memory"}},
                 {"name": "disk", "emptyDir": {}}
-            ]}),
+            ],
+            "containers": [{"name": "c", "image": "busybox",
+                "resources": {"limits": {"memory": "64Mi"}}}]}),
         )
         .await;
     n.volumes.setup(&pod).await.expect("setup");
@@ -427,6 +430,13 @@ async fn memory_empty_dir_is_a_sized_tmpfs_unmounted_at_teardown() {
         line.contains(" - tmpfs ") && line.contains("size=16384k"),
         "{line}"
     );
+    // No sizeLimit: the pod's memory limit, as upstream sizes memory volumes.
+    let bypod = n.volume_dir(&pod, "kubernetes.io~empty-dir", "bypod");
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(bypod.to_str().unwrap()))
+        .expect("tmpfs mounted");
+    assert!(line.contains("size=65536k"), "{line}");
     assert!(disk.is_dir() && !is_tmpfs_mount(&disk));
     assert_eq!(mode(&disk), 0o777);
     std::fs::write(mem.join("f"), "x").unwrap();
@@ -436,6 +446,7 @@ async fn memory_empty_dir_is_a_sized_tmpfs_unmounted_at_teardown() {
         .await
         .unwrap();
     assert!(!is_tmpfs_mount(&mem));
+    assert!(!is_tmpfs_mount(&bypod));
     assert!(!mem.exists() && !disk.exists());
     // Again: nothing left to do, no error.
     n.volumes

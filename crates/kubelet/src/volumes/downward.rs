@@ -136,7 +136,7 @@ fn go_quote(s: &str) -> String {
     out
 }
 
-async fn node_allocatable(ctx: &NodeContext) -> BTreeMap<String, Quantity> {
+pub(crate) async fn node_allocatable(ctx: &NodeContext) -> BTreeMap<String, Quantity> {
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     match nodes.get_opt(&ctx.node_name).await {
         Ok(Some(node)) => node.status.and_then(|s| s.allocatable).unwrap_or_default(),

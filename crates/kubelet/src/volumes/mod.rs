@@ -164,8 +164,25 @@ impl Volumes {
             read_only: true,
         };
         if let Some(e) = &v.empty_dir {
-            return empty_dir(&dir(EMPTY_DIR), e).map(|host_path| Mounted {
-                host_path,
+            let path = dir(EMPTY_DIR);
+            match e.medium.as_deref().unwrap_or("") {
+                "" => create_volume_dir(&path)?,
+                "Memory" => {
+                    // The size only matters when mounting: no Node read on later syncs.
+                    let size = match tmpfs::is_mountpoint(&path).unwrap_or(false) {
+                        true => None,
+                        false => self.memory_volume_size(pod, e).await,
+                    };
+                    tmpfs::ensure(&path, size)?
+                }
+                other => {
+                    return Err(SetUpError::Message(format!(
+                        "unknown storage medium \"{other}\""
+                    )))
+                }
+            }
+            return Ok(Mounted {
+                host_path: path,
                 read_only: false,
             });
         }
@@ -263,6 +280,14 @@ impl Volumes {
         )))
     }
 
+    async fn memory_volume_size(&self, pod: &Pod, source: &EmptyDirVolumeSource) -> Option<i64> {
+        let allocatable = downward::node_allocatable(&self.ctx).await;
+        let memory = allocatable
+            .get("memory")
+            .map(component_base::quantity::value);
+        memory_size(memory, pod, source)
+    }
+
     /// Unmounts the pod's tmpfs volumes and removes its volume directories. Safe to call again.
     pub async fn teardown(&self, pod_uid: &str) -> Result<(), VolumeError> {
         self.tokens.forget_pod(pod_uid);
@@ -280,26 +305,44 @@ impl Volumes {
     }
 }
 
-/// Upstream's emptyDir: a 0777 directory on disk, or a tmpfs (`medium: Memory`) sized by
-/// `sizeLimit`.
-fn empty_dir(path: &Path, source: &EmptyDirVolumeSource) -> Result<PathBuf, SetUpError> {
-    match source.medium.as_deref().unwrap_or("") {
-        "" => create_volume_dir(path)?,
-        "Memory" => {
-            let size = source
-                .size_limit
-                .as_ref()
-                .map(component_base::quantity::value)
-                .filter(|s| *s > 0);
-            tmpfs::ensure(path, size)?
-        }
-        other => {
-            return Err(SetUpError::Message(format!(
-                "unknown storage medium \"{other}\""
-            )))
-        }
+/// The memory a pod may use at most (upstream's pod-level cgroup limit): the sum of its
+/// containers' memory limits, or the largest init container's if larger; `None` when a
+/// container has no limit.
+fn pod_memory_limit(pod: &Pod) -> Option<i64> {
+    let spec = pod.spec.as_ref()?;
+    let limit = |c: &k8s_openapi::api::core::v1::Container| {
+        c.resources
+            .as_ref()?
+            .limits
+            .as_ref()?
+            .get("memory")
+            .map(component_base::quantity::value)
+    };
+    let mut sum = 0i64;
+    for c in &spec.containers {
+        sum = sum.saturating_add(limit(c)?);
     }
-    Ok(path.to_path_buf())
+    let init = spec.init_containers.iter().flatten();
+    let init_max = init
+        .map(limit)
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .max();
+    Some(sum.max(init_max.unwrap_or(0)))
+}
+
+/// Upstream's `calculateEmptyDirMemorySize`: the node's allocatable memory, lowered to the
+/// pod's memory limit and then to the volume's sizeLimit when those are smaller.
+fn memory_size(allocatable: Option<i64>, pod: &Pod, source: &EmptyDirVolumeSource) -> Option<i64> {
+    let lower = |size: Option<i64>, to: Option<i64>| match to.filter(|t| *t > 0) {
+        Some(t) if size.is_none_or(|s| t <= s) => Some(t),
+        _ => size,
+    };
+    let size_limit = source
+        .size_limit
+        .as_ref()
+        .map(component_base::quantity::value);
+    lower(lower(allocatable, pod_memory_limit(pod)), size_limit)
 }
 
 fn create_volume_dir(path: &Path) -> Result<(), SetUpError> {
@@ -331,5 +374,51 @@ fn teardown_dir(root: &Path) -> Result<(), String> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(format!("remove {}: {e}", root.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(limits: &[Option<&str>]) -> Pod {
+        let containers: Vec<_> = limits
+            .iter()
+            .enumerate()
+            .map(|(i, l)| match l {
+                Some(l) => serde_json::json!({"name": format!("c{i}"), "resources": {"limits": {"memory": l}}}),
+                None => serde_json::json!({"name": format!("c{i}")}),
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({"spec": {"containers": containers}})).unwrap()
+    }
+
+    #[test]
+    fn memory_volumes_are_sized_as_upstream() {
+        let mi = 1 << 20;
+        let no_limit: EmptyDirVolumeSource = Default::default();
+        let limited: EmptyDirVolumeSource =
+            serde_json::from_value(serde_json::json!({"medium": "Memory", "sizeLimit": "16Mi"}))
+                .unwrap();
+        let node = Some(1024 * mi);
+        // The pod's limit (sum of its containers') when every container has one.
+        assert_eq!(
+            memory_size(node, &pod(&[Some("64Mi"), Some("32Mi")]), &no_limit),
+            Some(96 * mi)
+        );
+        assert_eq!(
+            memory_size(node, &pod(&[Some("64Mi"), None]), &no_limit),
+            node
+        );
+        // sizeLimit when smaller; never more than the pod or the node allows.
+        assert_eq!(
+            memory_size(node, &pod(&[Some("64Mi")]), &limited),
+            Some(16 * mi)
+        );
+        assert_eq!(
+            memory_size(node, &pod(&[Some("8Mi")]), &limited),
+            Some(8 * mi)
+        );
+        assert_eq!(memory_size(None, &pod(&[None]), &no_limit), None);
     }
 }
