@@ -102,6 +102,27 @@ fn server_runs_a_ready_node_with_a_pod_cidr_and_a_renewed_lease() {
     let row = table.lines().nth(1).unwrap_or_default().to_string();
     assert!(row.contains(" Ready "), "{table}");
 
+    // The kubelet API: through the API server's node proxy (its kubelet client certificate),
+    // and refused to anonymous callers on 10250.
+    let out = server.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{name}/proxy/healthz"),
+    ]);
+    assert_eq!(stdout(&out).trim(), "ok", "{}", stderr(&out));
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "https://127.0.0.1:10250/pods",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "401");
+
     // krust status shows it.
     let out = server.krust(&["status", "-o", "json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout)

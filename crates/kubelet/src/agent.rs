@@ -1,8 +1,8 @@
 //! The node agent as one piece: the container runtime (containerd started under the data dir,
 //! or an existing one at `--container-runtime-endpoint`), the images dropped into
 //! `<data-dir>/images/`, the kubelet's API client (its kubeconfig, `system:node:<name>`), and
-//! the parts that run on them: the Node and its lease ([`node`](crate::node)), the pod
-//! lifecycle ([`pods`](crate::pods)).
+//! the parts that run on them: the kubelet API ([`server`](crate::server)), the Node and its
+//! lease ([`node`](crate::node)), the pod lifecycle ([`pods`](crate::pods)).
 //!
 //! [`start`] brings them up in that order; [`Agent::stop`] stops them in reverse and leaves the
 //! pods' containers running in their shims (a managed containerd stops, its shims do not), so a
@@ -19,6 +19,7 @@ use crate::cri::Cri;
 use crate::layout::Layout;
 use crate::node::{self, NodeAgent, NodeConfig};
 use crate::pods::{self, Pods};
+use crate::server::{self, ServerHandle};
 
 /// What the agent is told.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct AgentConfig {
     pub containerd_metrics: Option<SocketAddr>,
     /// The Node's settings.
     pub node: NodeConfig,
+    /// The kubelet API's listeners and certificates; `None` serves no kubelet API.
+    pub server: Option<server::Config>,
 }
 
 impl AgentConfig {
@@ -48,6 +51,7 @@ impl AgentConfig {
             container_runtime_endpoint: None,
             containerd_metrics: None,
             node: NodeConfig::new(data_dir),
+            server: None,
         }
     }
 }
@@ -60,12 +64,15 @@ pub enum AgentError {
     Cri(PathBuf, anyhow::Error),
     #[error("the kubelet kubeconfig {path} is not usable: {reason}")]
     Kubeconfig { path: PathBuf, reason: String },
+    #[error("cannot serve the kubelet API: {0}")]
+    Server(#[from] server::ServerError),
 }
 
 /// The running node agent.
 pub struct Agent {
     ctx: Arc<NodeContext>,
     runtime: Runtime,
+    server: Option<ServerHandle>,
     node: NodeAgent,
     pods: Pods,
 }
@@ -97,12 +104,24 @@ pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
         cri,
         layout: Layout::new(&config.data_dir),
     });
+    // The API first: a port in use is an error before the node says it serves there.
+    let server = match config.server.clone() {
+        Some(server_config) => match server::start(ctx.clone(), server_config).await {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                runtime.stop().await;
+                return Err(e.into());
+            }
+        },
+        None => None,
+    };
     let node = node::spawn(ctx.clone(), config.node.clone());
     let pods = pods::spawn(ctx.clone());
     tracing::info!(node = %config.node_name, socket = %runtime.socket().display(), "node agent started");
     Ok(Agent {
         ctx,
         runtime,
+        server,
         node,
         pods,
     })
@@ -126,6 +145,11 @@ impl Agent {
         }
     }
 
+    /// The kubelet API's bound secure address (useful when its port was 0).
+    pub fn server_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.as_ref().and_then(|s| s.secure_addr())
+    }
+
     /// Waits until the Node is registered (or `limit` passes).
     pub async fn registered(&self, limit: Duration) -> bool {
         self.node.registered(limit).await
@@ -133,6 +157,9 @@ impl Agent {
 
     /// Stops the pod and node loops and a managed containerd; containers keep running.
     pub async fn stop(self) {
+        if let Some(server) = self.server {
+            server.stop().await;
+        }
         self.pods.stop().await;
         self.node.stop().await;
         self.runtime.stop().await;

@@ -1,5 +1,7 @@
 //! The node agent inside `krust server` (unless `--disable-agent`): `kubelet::agent` with the
-//! kubelet kubeconfig `pki::ensure` wrote, containerd managed under `<data-dir>/containerd/`
+//! kubelet kubeconfig `pki::ensure` wrote, the kubelet API on the port map's `kubelet`,
+//! `kubelet-readonly` and `kubelet-healthz` rows with pki's kubelet serving certificate,
+//! containerd managed under `<data-dir>/containerd/`
 //! (metrics on the port map's `containerd-metrics` address) or the runtime at
 //! `--container-runtime-endpoint`, and the server's node labelled as the control plane.
 //!
@@ -47,6 +49,15 @@ pub async fn start(
     config.container_runtime_endpoint = args.container_runtime_endpoint.clone();
     config.containerd_metrics = map.addr(Service::ContainerdMetrics);
     config.node.kubelet_port = map.port(Service::Kubelet).unwrap_or(10250);
+    let paths = pki::Paths::new(data_dir);
+    config.server = Some(kubelet::server::Config {
+        secure: map.addr(Service::Kubelet),
+        read_only: map.addr(Service::KubeletReadonly),
+        healthz: map.addr(Service::KubeletHealthz),
+        cert: paths.kubelet_crt.clone(),
+        key: paths.kubelet_key.clone(),
+        client_ca: paths.ca_crt.clone(),
+    });
     let thresholds = args.eviction_hard.as_deref().unwrap_or(EVICTION_HARD);
     config.node.eviction_hard = thresholds
         .parse()
