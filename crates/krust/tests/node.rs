@@ -174,3 +174,52 @@ fn disable_agent_registers_no_node_and_starts_no_containerd() {
     assert!(!server.path("containerd").exists());
     assert!(stdout(&server.krust(&["status"])).contains("nodes: none"));
 }
+
+/// The node's heartbeat stops with its agent: a server restarted on the same data dir with
+/// `--disable-agent` keeps the Node, which the node lifecycle controller turns Unknown after its
+/// 40 s grace period and taints unreachable.
+#[test]
+fn a_node_whose_agent_stopped_turns_not_ready_and_is_tainted() {
+    if !is_root() {
+        eprintln!("skipped: the node agent needs root");
+        return;
+    }
+    support::isolate_network();
+    let mut server = Server::with_agent(&["--eviction-hard", "nodefs.available<1%"]);
+    server.start();
+    let ready = |server: &Server| {
+        let out = server.kubectl(&["get", "nodes", "--no-headers"]);
+        stdout(&out).contains(" Ready ").then_some(())
+    };
+    until("a Ready node", 90, &server, || ready(&server));
+    server.stop();
+    server.set_agent(false);
+    server.start();
+    let started = Instant::now();
+    let node = until("the node tainted unreachable", 120, &server, || {
+        let list = json(&server, &["get", "nodes", "-o", "json"])?;
+        let node = list["items"].as_array()?.first()?.clone();
+        let tainted = node["spec"]["taints"]
+            .as_array()?
+            .iter()
+            .any(|t| t["key"] == "node.kubernetes.io/unreachable");
+        tainted.then_some(node)
+    });
+    // Not before the grace period: the lease was fresh when the agent stopped.
+    assert!(
+        started.elapsed() > Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["status"], "Unknown", "{ready}");
+    assert_eq!(ready["reason"], "NodeStatusUnknown", "{ready}");
+    let table = stdout(&server.kubectl(&["get", "nodes", "--no-headers"]));
+    assert!(table.contains("NotReady"), "{table}");
+}

@@ -26,7 +26,9 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Status(args) => status::run(args),
         Command::Config(args) => config::run(args),
         Command::RefreshCerts(args) => refresh_certs::run(args),
-        Command::Agent(_) => not_yet::run("krust agent", "the node agent (kubelet)"),
+        Command::Agent(_) => anyhow::bail!(
+            "krust agent is not available yet: joining a server needs the cluster agent's join tokens (krust add-node), which are not part of this build; `krust server` runs the node agent itself (--container-runtime-endpoint uses an existing containerd)"
+        ),
         Command::Enable { feature, data } => rbac::run(&data.data_dir, &feature, true),
         Command::Disable { feature, data } => rbac::run(&data.data_dir, &feature, false),
         Command::Images { command } => images::run(command),

@@ -61,6 +61,11 @@ impl Server {
         server
     }
 
+    /// Whether the next [`Server::start`] runs the node agent.
+    pub fn set_agent(&mut self, on: bool) {
+        self.agent = on;
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
