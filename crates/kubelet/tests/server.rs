@@ -449,6 +449,24 @@ fn secure_port_authenticates_authorizes_and_serves() {
             "{body}"
         );
 
+        // Usage, from kubelet::stats.
+        let (code, body) = curl(&env.secure("/stats/summary"), Some(master), &[]).await;
+        assert_eq!(code, 200, "{body}");
+        let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(summary["node"]["nodeName"], NODE);
+        let (code, body) = curl(
+            &env.secure("/stats/summary?only_cpu_and_memory=true"),
+            Some(master),
+            &[],
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        let (code, body) = curl(&env.secure("/metrics/resource"), Some(master), &[]).await;
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("node_cpu_usage_seconds_total"), "{body}");
+        let (code, _) = curl(&env.secure("/stats/summary"), Some((&crt, &key)), &[]).await;
+        assert_eq!(code, 403);
+
         // Logs: whole, tail, timestamps, limitBytes.
         let logs = env.secure("/containerLogs/default/box/main");
         until("the container's first lines", || async {
@@ -508,6 +526,15 @@ fn secure_port_authenticates_authorizes_and_serves() {
         let (code, body) = curl(&format!("http://{ro}/pods"), None, &[]).await;
         assert_eq!(code, 200);
         assert!(body.contains(&env.pod_uid));
+        for path in [
+            "/stats/summary",
+            "/metrics/resource",
+            "/metrics",
+            "/healthz",
+        ] {
+            let (code, _) = curl(&format!("http://{ro}{path}"), None, &[]).await;
+            assert_eq!(code, 200, "{path}");
+        }
         for path in [
             "/containerLogs/default/box/main",
             "/run/default/box/main?cmd=ls",
@@ -745,6 +772,53 @@ subjects:
             err.contains("a container name must be specified for pod multi, choose one of: [a b]"),
             "{err}"
         );
+
+        // WebSocket straight through (remotecommand v4, which containerd speaks), and an
+        // upgrade offering only v5 refused before it reaches the kubelet (kubectl then uses SPDY).
+        let tokens = std::fs::read_to_string(&env.paths.known_tokens).unwrap();
+        let admin_token = tokens
+            .lines()
+            .find(|l| l.contains("system:masters"))
+            .and_then(|l| l.split(',').next())
+            .unwrap()
+            .to_string();
+        let bearer = format!("Authorization: Bearer {admin_token}");
+        let exec_url = format!(
+            "https://127.0.0.1:{}/api/v1/namespaces/default/pods/box/exec?command=echo&command=ws&stdout=true",
+            env.api_addr.port()
+        );
+        let websocket = |protocol: &'static str| {
+            let (bearer, exec_url) = (bearer.clone(), exec_url.clone());
+            async move {
+                curl(
+                    &exec_url,
+                    None,
+                    &[
+                        "--http1.1",
+                        "--max-time",
+                        "5",
+                        "-o",
+                        "/dev/null",
+                        "-H",
+                        &bearer,
+                        "-H",
+                        "Connection: Upgrade",
+                        "-H",
+                        "Upgrade: websocket",
+                        "-H",
+                        "Sec-WebSocket-Version: 13",
+                        "-H",
+                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                        "-H",
+                        &format!("Sec-WebSocket-Protocol: {protocol}"),
+                    ],
+                )
+                .await
+                .0
+            }
+        };
+        assert_eq!(websocket("v4.channel.k8s.io").await, 101);
+        assert_eq!(websocket("v5.channel.k8s.io").await, 400);
 
         // pods/portforward to busybox httpd in the pod.
         for version in [Some("1.27"), None] {

@@ -4,15 +4,16 @@
 //!   (upstream's `--anonymous-auth=false`); a client certificate of the cluster CA names the
 //!   user (CN) and groups (O), a bearer token is checked with a TokenReview; every request is
 //!   then authorized with a SubjectAccessReview on `nodes/<subresource>` of this node
-//!   ([`auth`]). Serves `/healthz`, `/pods`, `/metrics`, `/containerLogs`, `/exec`, `/attach`,
+//!   ([`auth`]). Serves `/healthz`, `/pods`, `/metrics`, `/metrics/resource` and
+//!   `/stats/summary` (from [`crate::stats`]), `/containerLogs`, `/exec`, `/attach`,
 //!   `/portForward` and `/run`.
 //! - `read_only` (10255, only where the profile has it): no authentication, and only what
-//!   upstream's read-only port serves (`/healthz`, `/pods`, `/metrics`): never logs, exec or
-//!   anything that can reach a container.
+//!   upstream's read-only port serves (`/healthz`, `/pods`, `/metrics`, `/metrics/resource`,
+//!   `/stats/summary`): never logs, exec or anything that can reach a container.
 //! - `healthz` (10248, bind it to localhost): plain HTTP `/healthz`.
 //!
 //! Containers are found over CRI by their [`labels`](crate::labels); logs are read from the path
-//! CRI reports ([`logs`]); exec, attach and port-forward ask CRI for a URL on the runtime's
+//! CRI reports ([`crate::logs`]); exec, attach and port-forward ask CRI for a URL on the runtime's
 //! streaming server and proxy the client's upgraded connection (SPDY or WebSocket) to it byte
 //! for byte ([`streaming`]), as upstream's kubelet does.
 //!

@@ -1,14 +1,16 @@
 //! Which paths each port serves. The secure port serves everything behind [`auth::guard`];
-//! the read-only port only what upstream's does (`/pods`, `/healthz`, `/metrics`); the healthz
+//! the read-only port only what upstream's does (`/pods`, `/healthz`, `/metrics`,
+//! `/metrics/resource`, `/stats/summary`); the healthz
 //! port only `/healthz`.
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::response::Response;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use component_base::delegated::Delegated;
+use http::{header, StatusCode};
 
 use super::auth::{self, Auth};
 use super::metrics::{self, Metrics};
@@ -45,6 +47,36 @@ async fn prometheus(State(shared): State<Shared>) -> Response {
     shared.metrics.encode()
 }
 
+/// `/metrics/resource`: what metrics-server scrapes (node, pod and container CPU and memory).
+async fn resource_metrics(State(shared): State<Shared>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::stats::resource_metrics(&shared.ctx).await,
+    )
+        .into_response()
+}
+
+/// `/stats/summary`: the node's and its pods' usage in upstream's Summary shape
+/// (`?only_cpu_and_memory=true`: the cheaper subset metrics-server asks for).
+async fn stats_summary(State(shared): State<Shared>, RawQuery(raw): RawQuery) -> Response {
+    let only_cpu_and_memory =
+        super::query::Params::parse(raw.as_deref()).flag("only_cpu_and_memory");
+    match crate::stats::summary(&shared.ctx).await {
+        Ok(summary) if only_cpu_and_memory => {
+            axum::Json(summary.only_cpu_and_memory()).into_response()
+        }
+        Ok(summary) => axum::Json(summary).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Internal Error: failed to get node info: {e}"),
+        )
+            .into_response(),
+    }
+}
+
 /// What both the secure and the read-only port serve.
 fn common() -> Router<Shared> {
     Router::new()
@@ -52,6 +84,9 @@ fn common() -> Router<Shared> {
         .route("/pods", get(pods::list))
         .route("/pods/", get(pods::list))
         .route("/metrics", get(prometheus))
+        .route("/metrics/resource", get(resource_metrics))
+        .route("/stats/summary", get(stats_summary))
+        .route("/stats/summary/", get(stats_summary))
 }
 
 pub fn secure(shared: Shared) -> Router {
