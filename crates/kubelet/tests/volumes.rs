@@ -669,3 +669,60 @@ async fn claims_mount_their_bound_volume() {
     assert!(!m[0].readonly);
     n.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fs_group_owns_the_volumes() {
+    use std::os::unix::fs::MetadataExt;
+    if !root() {
+        return;
+    }
+    let n = node().await;
+    let _: ConfigMap = n
+        .server
+        .create(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "cfg", "namespace": "default"}, "data": {"a": "1"}}))
+        .await;
+    let _: Secret = n
+        .server
+        .create(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "sec", "namespace": "default"}, "data": {"k": "dg=="}}))
+        .await;
+    let pod = n
+        .pod(
+            "grouped",
+            json!({"securityContext": {"fsGroup": 1234},
+            "volumes": [
+                {"name": "cfg", "configMap": {"name": "cfg"}},
+                {"name": "sec", "secret": {"secretName": "sec", "defaultMode": 0o400}},
+                {"name": "scratch", "emptyDir": {}}
+            ]}),
+        )
+        .await;
+    n.volumes.setup(&pod).await.expect("setup");
+    let cfg = n.volume_dir(&pod, "kubernetes.io~configmap", "cfg");
+    let sec = n.volume_dir(&pod, "kubernetes.io~secret", "sec");
+    let scratch = n.volume_dir(&pod, "kubernetes.io~empty-dir", "scratch");
+    let meta = |p: &Path| std::fs::metadata(p).unwrap();
+    assert_eq!(meta(&cfg.join("a")).gid(), 1234);
+    assert_eq!(mode(&cfg.join("a")), 0o644);
+    assert_eq!(meta(&sec.join("k")).gid(), 1234);
+    assert_eq!(mode(&sec.join("k")), 0o440, "group-readable, as upstream");
+    assert_eq!(meta(&scratch).gid(), 1234);
+    assert_eq!(
+        mode(&scratch),
+        0o2777,
+        "setgid: new files inherit the group"
+    );
+    let data = std::fs::read_link(cfg.join("..data")).unwrap();
+    n.volumes.setup(&pod).await.expect("setup again");
+    assert_eq!(
+        std::fs::read_link(cfg.join("..data")).unwrap(),
+        data,
+        "the group's modes count as unchanged"
+    );
+    n.volumes
+        .teardown(pod.metadata.uid.as_deref().unwrap())
+        .await
+        .unwrap();
+    n.server.stop().await;
+}

@@ -25,19 +25,45 @@ pub(crate) struct FileProjection {
 /// Relative path in the volume → content.
 pub(crate) type Payload = BTreeMap<String, FileProjection>;
 
-pub(crate) fn write(target: &Path, payload: &Payload) -> Result<(), SetUpError> {
+/// With `fs_group`, every file and directory is owned by that group and group-readable (upstream's
+/// `SetVolumeOwnership` on these read-only volumes: mode |= 0440, directories setgid).
+pub(crate) fn write(
+    target: &Path,
+    payload: &Payload,
+    fs_group: Option<u32>,
+) -> Result<(), SetUpError> {
     for path in payload.keys() {
         validate_path(path)?;
     }
+    let grouped;
+    let payload = match fs_group {
+        None => payload,
+        Some(_) => {
+            grouped = payload
+                .iter()
+                .map(|(k, f)| {
+                    let mode = f.mode | 0o440;
+                    (
+                        k.clone(),
+                        FileProjection {
+                            data: f.data.clone(),
+                            mode,
+                        },
+                    )
+                })
+                .collect::<Payload>();
+            &grouped
+        }
+    };
     let io = |what: &str| SetUpError::io(format!("{what} in {}", target.display()));
     let old = fs::read_link(target.join(DATA_DIR)).ok();
     let unchanged = match &old {
-        Some(old) => same_content(&target.join(old), payload).map_err(io("compare"))?,
+        Some(old) => same_content(&target.join(old), payload, fs_group).map_err(io("compare"))?,
         None => false,
     };
     if !unchanged {
         let dir = new_timestamped_dir(target).map_err(io("create the data directory"))?;
-        write_payload(&target.join(&dir), payload).map_err(io("write the payload"))?;
+        write_payload(&target.join(&dir), payload, fs_group).map_err(io("write the payload"))?;
         let tmp = target.join(NEW_DATA_DIR);
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(&dir, &tmp).map_err(io("symlink ..data_tmp"))?;
@@ -80,7 +106,8 @@ fn top_level(path: &str) -> &str {
 }
 
 /// Whether the published directory holds exactly `payload` (content and mode).
-fn same_content(dir: &Path, payload: &Payload) -> io::Result<bool> {
+fn same_content(dir: &Path, payload: &Payload, fs_group: Option<u32>) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
     let mut on_disk = BTreeSet::new();
     list_files(dir, dir, &mut on_disk)?;
     if on_disk.len() != payload.len() || payload.keys().any(|k| !on_disk.contains(k)) {
@@ -88,8 +115,10 @@ fn same_content(dir: &Path, payload: &Payload) -> io::Result<bool> {
     }
     for (path, file) in payload {
         let p = dir.join(path);
-        let mode = fs::symlink_metadata(&p)?.permissions().mode() & 0o7777;
-        if mode != file.mode || fs::read(&p)? != file.data {
+        let meta = fs::symlink_metadata(&p)?;
+        let mode = meta.permissions().mode() & 0o7777;
+        let group_ok = fs_group.is_none_or(|gid| meta.gid() == gid);
+        if mode != file.mode || !group_ok || fs::read(&p)? != file.data {
             return Ok(false);
         }
     }
@@ -128,7 +157,7 @@ fn new_timestamped_dir(target: &Path) -> io::Result<String> {
     Err(io::Error::other("no free name for a timestamped directory"))
 }
 
-fn write_payload(dir: &Path, payload: &Payload) -> io::Result<()> {
+fn write_payload(dir: &Path, payload: &Payload, fs_group: Option<u32>) -> io::Result<()> {
     for (path, file) in payload {
         let p = dir.join(path);
         if let Some(parent) = p.parent() {
@@ -136,6 +165,21 @@ fn write_payload(dir: &Path, payload: &Payload) -> io::Result<()> {
         }
         fs::write(&p, &file.data)?;
         fs::set_permissions(&p, fs::Permissions::from_mode(file.mode))?;
+    }
+    if let Some(gid) = fs_group {
+        group_own(dir, gid)?;
+    }
+    Ok(())
+}
+
+/// Gives the timestamped directory and everything in it to `gid`; directories setgid.
+fn group_own(path: &Path, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::chown(path, None, Some(gid))?;
+    if fs::symlink_metadata(path)?.is_dir() {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o2755))?;
+        for entry in fs::read_dir(path)? {
+            group_own(&entry?.path(), gid)?;
+        }
     }
     Ok(())
 }
@@ -194,7 +238,7 @@ mod tests {
         let mut payload = Payload::new();
         payload.insert("a".into(), file("1", 0o644));
         payload.insert("sub/b".into(), file("2", 0o400));
-        write(dir.path(), &payload).unwrap();
+        write(dir.path(), &payload, None).unwrap();
         let first = fs::read_link(dir.path().join(DATA_DIR)).unwrap();
         assert_eq!(
             fs::read_link(dir.path().join("a")).unwrap(),
@@ -202,12 +246,12 @@ mod tests {
         );
         assert_eq!(fs::read_to_string(dir.path().join("sub/b")).unwrap(), "2");
         // Unchanged: nothing rewritten.
-        write(dir.path(), &payload).unwrap();
+        write(dir.path(), &payload, None).unwrap();
         assert_eq!(fs::read_link(dir.path().join(DATA_DIR)).unwrap(), first);
         // Changed: a new directory, the old one and the dropped name gone.
         payload.remove("sub/b");
         payload.insert("a".into(), file("3", 0o644));
-        write(dir.path(), &payload).unwrap();
+        write(dir.path(), &payload, None).unwrap();
         let second = fs::read_link(dir.path().join(DATA_DIR)).unwrap();
         assert_ne!(first, second);
         assert!(!dir.path().join(&first).exists());
@@ -221,7 +265,7 @@ mod tests {
         for bad in ["/etc/x", "../x", "a/../../x", "..data"] {
             let mut payload = Payload::new();
             payload.insert(bad.into(), file("x", 0o644));
-            assert!(write(dir.path(), &payload).is_err(), "{bad}");
+            assert!(write(dir.path(), &payload, None).is_err(), "{bad}");
         }
     }
 }

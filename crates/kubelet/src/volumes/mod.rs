@@ -181,6 +181,9 @@ impl Volumes {
                     )))
                 }
             }
+            if let Some(gid) = fs_group(pod) {
+                share_with_group(&path, gid)?;
+            }
             return Ok(Mounted {
                 host_path: path,
                 read_only: false,
@@ -190,28 +193,28 @@ impl Volumes {
             let payload = sources::config_map_volume(&self.ctx.client, pod, src).await?;
             let path = dir(CONFIG_MAP);
             create_volume_dir(&path)?;
-            atomic_writer::write(&path, &payload)?;
+            atomic_writer::write(&path, &payload, fs_group(pod))?;
             return Ok(api_data(path));
         }
         if let Some(src) = &v.secret {
             let payload = sources::secret_volume(&self.ctx.client, pod, src).await?;
             let path = dir(SECRET);
             tmpfs::ensure(&path, None)?;
-            atomic_writer::write(&path, &payload)?;
+            atomic_writer::write(&path, &payload, fs_group(pod))?;
             return Ok(api_data(path));
         }
         if let Some(src) = &v.downward_api {
             let payload = downward::volume(&self.ctx, pod, src).await?;
             let path = dir(DOWNWARD_API);
             create_volume_dir(&path)?;
-            atomic_writer::write(&path, &payload)?;
+            atomic_writer::write(&path, &payload, fs_group(pod))?;
             return Ok(api_data(path));
         }
         if let Some(src) = &v.projected {
             let payload = sources::projected(&self.ctx, &self.tokens, pod, src).await?;
             let path = dir(PROJECTED);
             tmpfs::ensure(&path, None)?;
-            atomic_writer::write(&path, &payload)?;
+            atomic_writer::write(&path, &payload, fs_group(pod))?;
             return Ok(api_data(path));
         }
         if let Some(src) = &v.host_path {
@@ -303,6 +306,26 @@ impl Volumes {
     pub fn advance_token_clock(&self, by: Duration) {
         self.tokens.advance(by);
     }
+}
+
+/// The pod's `securityContext.fsGroup`: volumes it writes are owned by that group, as upstream's
+/// `SetVolumeOwnership`.
+fn fs_group(pod: &Pod) -> Option<u32> {
+    let gid = pod.spec.as_ref()?.security_context.as_ref()?.fs_group?;
+    u32::try_from(gid).ok()
+}
+
+/// An emptyDir root for an fsGroup: owned by the group, setgid so what containers create there
+/// inherits it (upstream's mode |= rwx for the group and setgid on directories).
+fn share_with_group(path: &Path, gid: u32) -> Result<(), SetUpError> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = SetUpError::io(format!("set the fsGroup of {}", path.display()));
+    let mode =
+        std::fs::metadata(path).map_err(SetUpError::io(format!("stat {}", path.display())))?;
+    std::os::unix::fs::chown(path, None, Some(gid)).map_err(fail)?;
+    let wanted = mode.permissions().mode() & 0o7777 | 0o2070;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted))
+        .map_err(SetUpError::io(format!("chmod {}", path.display())))
 }
 
 /// The memory a pod may use at most (upstream's pod-level cgroup limit): the sum of its
