@@ -7,6 +7,14 @@
 //! `succeeded`/`failed`. A crash between any two steps neither loses nor doubles a count.
 //! Terminal conditions follow 1.33: `SuccessCriteriaMet`/`FailureTarget` first, `Complete`/
 //! `Failed` (and `completionTime`) once no pod is left running or uncounted.
+//!
+//! [`policy`] decides what a failure means (`podFailurePolicy`: FailJob, FailIndex, Ignore,
+//! Count), when an index of an Indexed Job has failed (`backoffLimitPerIndex`, counted in
+//! the pods' `job-index-failure-count` annotations, `maxFailedIndexes`) and when a
+//! `successPolicy` is met; the Job then fails with reason PodFailurePolicy,
+//! MaxFailedIndexesExceeded or FailedIndexes, or succeeds with reason SuccessPolicy.
+
+mod policy;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -155,6 +163,8 @@ struct Sync<'a> {
     /// The Job's pods, claimed.
     pods: Vec<Arc<Pod>>,
     now: Timestamp,
+    /// The message of a FailJob rule a pod counted in this sync matched.
+    fail_job: Option<String>,
 }
 
 impl<'a> Sync<'a> {
@@ -195,6 +205,7 @@ impl<'a> Sync<'a> {
             jobs_api,
             pods,
             now: Timestamp::now(),
+            fail_job: None,
         })
     }
 
@@ -273,6 +284,11 @@ impl<'a> Sync<'a> {
         let mut added = false;
         let mut new_failures = 0;
         let mut release = Vec::new();
+        let mut failed_indexes = self.failed_indexes();
+        let completions = self.spec().completions.unwrap_or(1);
+        // Pods stopped after the success criteria were met are no failures (upstream).
+        let succeeding = condition(&self.job, "SuccessCriteriaMet").is_some();
+        let finishing = succeeding || condition(&self.job, "FailureTarget").is_some();
         for pod in &self.pods {
             let name = pod.name_any();
             if !has_finalizer(pod) || losing.contains(&name) {
@@ -280,10 +296,27 @@ impl<'a> Sync<'a> {
             }
             let uid = pod.uid().unwrap_or_default();
             let succeeded = pods::phase(pod) == "Succeeded";
+            // A pod being deleted counts as failed unless only Failed pods are replaced; once
+            // the Job has a terminal target, every pod stopped for it does (upstream).
+            let deleting = pod.metadata.deletion_timestamp.is_some();
             let failed = pods::phase(pod) == "Failed"
-                || (!replace_failed && !succeeded && pod.metadata.deletion_timestamp.is_some());
+                || (!succeeded && deleting && (!replace_failed || finishing));
             if !(succeeded || failed) {
                 continue;
+            }
+            let verdict = policy::verdict(&self.job, pod);
+            if failed && (succeeding || !verdict.counts) {
+                // Ignored by the failure policy, or after success: released uncounted.
+                release.push(name);
+                continue;
+            }
+            if failed {
+                if self.fail_job.is_none() {
+                    self.fail_job = verdict.fail_job;
+                }
+                if policy::is_index_failed(&self.job, pod) {
+                    failed_indexes.extend(completion_index(pod, completions));
+                }
             }
             let list = if succeeded {
                 uncounted.succeeded.get_or_insert_with(Vec::new)
@@ -300,6 +333,25 @@ impl<'a> Sync<'a> {
             release.push(name);
         }
         self.note_backoff(new_failures);
+        if self
+            .job
+            .spec
+            .as_ref()
+            .and_then(|s| s.backoff_limit_per_index)
+            .is_some()
+        {
+            let text = format_indexes(&failed_indexes);
+            if self
+                .job
+                .status
+                .as_ref()
+                .and_then(|s| s.failed_indexes.as_ref())
+                != Some(&text)
+            {
+                self.status().failed_indexes = Some(text);
+                added = true;
+            }
+        }
         if added {
             // Record the uids before the finalizers go, so a crash cannot lose a count.
             self.status().uncounted_terminated_pods = Some(uncounted.clone());
@@ -410,6 +462,9 @@ impl<'a> Sync<'a> {
                 c.message.clone().unwrap_or_default(),
             ));
         }
+        if let Some(message) = &self.fail_job {
+            return Some(("FailureTarget", "PodFailurePolicy", message.clone()));
+        }
         let status = self.job.status.clone().unwrap_or_default();
         let failed = status.failed.unwrap_or(0)
             + status
@@ -432,7 +487,53 @@ impl<'a> Sync<'a> {
                 "Job was active longer than specified deadline".into(),
             ));
         }
-        None
+        self.failed_indexes_target()
+    }
+
+    /// `status.failedIndexes` of an Indexed Job with backoffLimitPerIndex.
+    fn failed_indexes(&self) -> BTreeSet<i32> {
+        let text = self
+            .job
+            .status
+            .as_ref()
+            .and_then(|s| s.failed_indexes.as_deref());
+        parse_indexes(text.unwrap_or(""))
+    }
+
+    /// Upstream: more failed indexes than maxFailedIndexes, or every index finished and some
+    /// failed.
+    fn failed_indexes_target(&self) -> Option<(&'static str, &'static str, String)> {
+        self.spec().backoff_limit_per_index?;
+        let failed = self.failed_indexes().len();
+        if self
+            .spec()
+            .max_failed_indexes
+            .is_some_and(|max| failed > max.max(0) as usize)
+        {
+            return Some((
+                "FailureTarget",
+                "MaxFailedIndexesExceeded",
+                "Job has exceeded the specified maximal number of failed indexes".into(),
+            ));
+        }
+        let completions = self.spec().completions.unwrap_or(1).max(0) as usize;
+        let succeeded = self.completed_indexes().len();
+        (failed > 0 && failed + succeeded >= completions).then(|| {
+            (
+                "FailureTarget",
+                "FailedIndexes",
+                "Job has failed indexes".into(),
+            )
+        })
+    }
+
+    fn completed_indexes(&self) -> BTreeSet<i32> {
+        let text = self
+            .job
+            .status
+            .as_ref()
+            .and_then(|s| s.completed_indexes.as_deref());
+        parse_indexes(text.unwrap_or(""))
     }
 
     /// With `restartPolicy: OnFailure` the kubelet restarts containers in place; their
@@ -474,12 +575,25 @@ impl<'a> Sync<'a> {
     }
 
     fn success_target(&self) -> Option<(&'static str, &'static str, String)> {
-        if condition(&self.job, "SuccessCriteriaMet").is_some() {
+        if let Some(c) = condition(&self.job, "SuccessCriteriaMet") {
             return Some((
                 "SuccessCriteriaMet",
-                "CompletionsReached",
-                "Reached expected number of succeeded pods".into(),
+                reason_static(c.reason.as_deref()),
+                c.message.clone().unwrap_or_default(),
             ));
+        }
+        let success_policy = self
+            .spec()
+            .success_policy
+            .as_ref()
+            .filter(|_| self.indexed());
+        if let Some(success_policy) = success_policy {
+            let completions = self.spec().completions.unwrap_or(1);
+            let done = self.completed_indexes();
+            if let Some(message) = policy::match_success_policy(success_policy, completions, &done)
+            {
+                return Some(("SuccessCriteriaMet", "SuccessPolicy", message));
+            }
         }
         let status = self.job.status.clone().unwrap_or_default();
         let succeeded = status.succeeded.unwrap_or(0);
@@ -573,8 +687,15 @@ impl<'a> Sync<'a> {
         }
         self.delete(&extra).await?;
         let room = parallelism.saturating_sub(running.len());
+        let failed = self.failed_indexes();
+        // With podReplacementPolicy Failed, a terminating pod still holds its index.
+        if self.spec().pod_replacement_policy.as_deref() == Some("Failed") {
+            for pod in self.pods.iter().filter(|p| is_terminating(p)) {
+                running.extend(completion_index(pod, completions));
+            }
+        }
         let missing: Vec<i32> = (0..completions)
-            .filter(|i| !done.contains(i) && !running.contains(i))
+            .filter(|i| !done.contains(i) && !running.contains(i) && !failed.contains(i))
             .take(room)
             .collect();
         if !missing.is_empty() {
@@ -639,6 +760,7 @@ impl<'a> Sync<'a> {
             .push(TRACKING_FINALIZER.into());
         if let Some(i) = index {
             add_index(&mut pod, &name, i);
+            self.add_failure_counts(&mut pod, i);
         }
         match self.pods_api.create(&PostParams::default(), &pod).await {
             Ok(created) => {
@@ -663,6 +785,28 @@ impl<'a> Sync<'a> {
                 .await;
                 Err(e.into())
             }
+        }
+    }
+
+    /// With backoffLimitPerIndex, the index's failures so far, from the pod it replaces.
+    fn add_failure_counts(&self, pod: &mut Pod, index: i32) {
+        if self.spec().backoff_limit_per_index.is_none() {
+            return;
+        }
+        let completions = self.spec().completions.unwrap_or(1);
+        let replaced =
+            policy::latest_failed(self.pods.iter().map(|p| p.as_ref()), index, completions);
+        let (failures, ignored) = policy::new_failure_counts(&self.job, replaced);
+        let annotations = pod
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default);
+        annotations.insert(policy::INDEX_FAILURE_COUNT.into(), failures.to_string());
+        if ignored > 0 {
+            annotations.insert(
+                policy::INDEX_IGNORED_FAILURE_COUNT.into(),
+                ignored.to_string(),
+            );
         }
     }
 
@@ -742,15 +886,11 @@ impl<'a> Sync<'a> {
                 now,
             );
             self.event(EventType::Warning, &reason, &message).await;
-        } else if condition(&self.job, "SuccessCriteriaMet").is_some() {
+        } else if let Some(c) = condition(&self.job, "SuccessCriteriaMet").cloned() {
+            let reason = reason_static(c.reason.as_deref());
+            let message = c.message.unwrap_or_default();
             let status = self.status();
-            set_condition(
-                status,
-                "Complete",
-                "CompletionsReached",
-                "Reached expected number of succeeded pods",
-                now,
-            );
+            set_condition(status, "Complete", reason, &message, now);
             status.completion_time = Some(Time(now));
             self.event(EventType::Normal, "Completed", "Job completed")
                 .await;
@@ -818,12 +958,26 @@ fn set_condition(
     }
 }
 
+/// The condition reasons the controller writes (upstream's JobReason* constants).
 fn reason_static(reason: Option<&str>) -> &'static str {
-    match reason {
-        Some("DeadlineExceeded") => "DeadlineExceeded",
-        Some("BackoffLimitExceeded") => "BackoffLimitExceeded",
-        _ => "FailureTarget",
-    }
+    const REASONS: &[&str] = &[
+        "DeadlineExceeded",
+        "BackoffLimitExceeded",
+        "PodFailurePolicy",
+        "FailedIndexes",
+        "MaxFailedIndexesExceeded",
+        "SuccessPolicy",
+        "CompletionsReached",
+    ];
+    reason
+        .and_then(|r| REASONS.iter().find(|known| **known == r))
+        .copied()
+        .unwrap_or("FailureTarget")
+}
+
+/// Being deleted and not finished: still running until the kubelet stops it.
+fn is_terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some() && !pods::is_finished(pod)
 }
 
 /// The completion index a pod was created for, if valid for `completions`.
@@ -911,10 +1065,11 @@ pub fn format_indexes(set: &BTreeSet<i32>) -> String {
         while iter.peek() == Some(&(end + 1)) {
             end = iter.next().unwrap_or(end);
         }
-        parts.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}-{end}")
+        // Upstream's orderedIntervals.String: two neighbours are listed, not a range.
+        parts.push(match end - start {
+            0 => start.to_string(),
+            1 => format!("{start},{end}"),
+            _ => format!("{start}-{end}"),
         });
     }
     parts.join(",")
@@ -930,5 +1085,6 @@ mod tests {
         assert_eq!(set.iter().copied().collect::<Vec<_>>(), vec![1, 3, 4, 5, 7]);
         assert_eq!(format_indexes(&set), "1,3-5,7");
         assert_eq!(format_indexes(&BTreeSet::new()), "");
+        assert_eq!(format_indexes(&parse_indexes("0-1,3-4,6-8")), "0,1,3,4,6-8");
     }
 }

@@ -335,3 +335,240 @@ async fn finished_job_is_deleted_after_its_ttl() {
     .await;
     cluster.stop().await;
 }
+
+/// Plays the kubelet for a failed pod: phase Failed, the `work` container terminated with
+/// `exit_code`, and `conditions`.
+async fn fail_with(pods: &Api<Pod>, name: &str, exit_code: i32, conditions: serde_json::Value) {
+    let status = json!({"status": {"phase": "Failed", "conditions": conditions,
+        "containerStatuses": [{"name": "work", "image": "busybox", "imageID": "", "ready": false,
+                               "restartCount": 0, "state": {"terminated": {"exitCode": exit_code}}}]}});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+}
+
+fn condition_message(job: &Job, type_: &str) -> Option<String> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+        .map(|c| c.message.clone().unwrap_or_default())
+}
+
+fn index_of(pod: &Pod) -> String {
+    pod.annotations()["batch.kubernetes.io/job-completion-index"].clone()
+}
+
+#[tokio::test]
+async fn pod_failure_policy_ignores_disruptions_and_fails_the_job_on_an_exit_code() {
+    let mut cluster = Cluster::start().await;
+    cluster.controllers(&["job"]).await;
+    let jobs: Api<Job> = Api::namespaced(cluster.admin.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(cluster.admin.clone(), "default");
+    let spec = json!({"parallelism": 2, "completions": 2, "podFailurePolicy": {"rules": [
+        {"action": "FailJob", "onExitCodes": {"containerName": "work", "operator": "In", "values": [42]}},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+    ]}});
+    jobs.create(&PostParams::default(), &job("policy", spec))
+        .await
+        .unwrap();
+    let first = eventually("two pods", 20, || async {
+        let all = job_pods(&pods, "policy").await;
+        (active(&all).len() == 2).then_some(all)
+    })
+    .await;
+    // A disrupted pod is ignored: not counted, replaced at once (no backoff).
+    let disrupted = first[0].name_any();
+    let disruption =
+        json!([{"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager"}]);
+    fail_with(&pods, &disrupted, 137, disruption).await;
+    let replacement = eventually("a replacement for the ignored pod", 8, || async {
+        let all = job_pods(&pods, "policy").await;
+        let active = active(&all);
+        (active.len() == 2 && active.iter().all(|p| p.name_any() != disrupted))
+            .then(|| {
+                active
+                    .iter()
+                    .map(|p| p.name_any())
+                    .find(|n| *n != first[1].name_any())
+            })
+            .flatten()
+    })
+    .await;
+    let status = jobs.get("policy").await.unwrap().status.unwrap();
+    assert_eq!(status.failed.unwrap_or(0), 0, "{status:?}");
+    // Exit code 42 fails the whole Job with upstream's reason and message; the other
+    // running pod is stopped.
+    fail_with(&pods, &replacement, 42, json!([])).await;
+    let failed = eventually("the job failed", 20, || async {
+        let job = jobs.get("policy").await.unwrap();
+        condition(&job, "Failed").map(|_| job)
+    })
+    .await;
+    let message = format!(
+        "Container work for pod default/{replacement} failed with exit code 42 matching FailJob rule at index 0"
+    );
+    for type_ in ["FailureTarget", "Failed"] {
+        assert_eq!(
+            condition(&failed, type_).as_deref(),
+            Some("PodFailurePolicy")
+        );
+        assert_eq!(condition_message(&failed, type_), Some(message.clone()));
+    }
+    let status = failed.status.unwrap();
+    assert_eq!(status.active.unwrap_or(0), 0);
+    // The pod stopped for the failure counts; the ignored one does not.
+    assert_eq!(status.failed, Some(2));
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn backoff_limit_per_index_fails_indexes_not_the_whole_job_at_once() {
+    let mut cluster = Cluster::start().await;
+    cluster.controllers(&["job"]).await;
+    let jobs: Api<Job> = Api::namespaced(cluster.admin.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(cluster.admin.clone(), "default");
+    let spec = json!({"parallelism": 3, "completions": 3, "completionMode": "Indexed",
+        "backoffLimitPerIndex": 1, "maxFailedIndexes": 2,
+        "podFailurePolicy": {"rules": [
+            {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [3]}}]}});
+    jobs.create(&PostParams::default(), &job("perindex", spec))
+        .await
+        .unwrap();
+    let first = eventually("three indexed pods", 20, || async {
+        let all = job_pods(&pods, "perindex").await;
+        (active(&all).len() == 3).then_some(all)
+    })
+    .await;
+    let by_index = |i: &str| first.iter().find(|p| index_of(p) == i).unwrap().clone();
+    assert_eq!(
+        by_index("0").annotations()["batch.kubernetes.io/job-index-failure-count"],
+        "0"
+    );
+    // FailIndex: index 0 fails at once and is not retried.
+    fail_with(&pods, &by_index("0").name_any(), 3, json!([])).await;
+    eventually("index 0 failed", 20, || async {
+        let job = jobs.get("perindex").await.unwrap();
+        (job.status?.failed_indexes.as_deref() == Some("0")).then_some(())
+    })
+    .await;
+    // Index 1 fails once: retried (after the backoff) with its failure count.
+    fail_with(&pods, &by_index("1").name_any(), 1, json!([])).await;
+    let retry = eventually("a retry of index 1", 30, || async {
+        let all = job_pods(&pods, "perindex").await;
+        active(&all)
+            .into_iter()
+            .find(|p| index_of(p) == "1")
+            .cloned()
+    })
+    .await;
+    assert_eq!(
+        retry.annotations()["batch.kubernetes.io/job-index-failure-count"],
+        "1"
+    );
+    let all = job_pods(&pods, "perindex").await;
+    assert!(
+        !active(&all).iter().any(|p| index_of(p) == "0"),
+        "index 0 must not be retried"
+    );
+    // Its second failure exhausts backoffLimitPerIndex; index 2 succeeds; every index is
+    // finished and some failed: the Job fails with FailedIndexes.
+    fail_with(&pods, &retry.name_any(), 1, json!([])).await;
+    set_phase(&pods, &by_index("2").name_any(), "Succeeded").await;
+    let failed = eventually("the job failed", 20, || async {
+        let job = jobs.get("perindex").await.unwrap();
+        condition(&job, "Failed").map(|_| job)
+    })
+    .await;
+    assert_eq!(
+        condition(&failed, "Failed").as_deref(),
+        Some("FailedIndexes")
+    );
+    assert_eq!(
+        condition_message(&failed, "Failed").as_deref(),
+        Some("Job has failed indexes")
+    );
+    let status = failed.status.unwrap();
+    assert_eq!(status.failed_indexes.as_deref(), Some("0,1"));
+    assert_eq!(status.completed_indexes.as_deref(), Some("2"));
+    assert_eq!((status.succeeded, status.failed), (Some(1), Some(3)));
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn max_failed_indexes_fails_the_job_early() {
+    let mut cluster = Cluster::start().await;
+    cluster.controllers(&["job"]).await;
+    let jobs: Api<Job> = Api::namespaced(cluster.admin.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(cluster.admin.clone(), "default");
+    let spec = json!({"parallelism": 3, "completions": 3, "completionMode": "Indexed",
+        "backoffLimitPerIndex": 0, "maxFailedIndexes": 0});
+    jobs.create(&PostParams::default(), &job("strict", spec))
+        .await
+        .unwrap();
+    let first = eventually("three indexed pods", 20, || async {
+        let all = job_pods(&pods, "strict").await;
+        (active(&all).len() == 3).then_some(all)
+    })
+    .await;
+    fail_with(&pods, &first[0].name_any(), 1, json!([])).await;
+    let failed = eventually("the job failed", 20, || async {
+        let job = jobs.get("strict").await.unwrap();
+        condition(&job, "Failed").map(|_| job)
+    })
+    .await;
+    assert_eq!(
+        condition(&failed, "Failed").as_deref(),
+        Some("MaxFailedIndexesExceeded")
+    );
+    assert_eq!(
+        condition_message(&failed, "Failed").as_deref(),
+        Some("Job has exceeded the specified maximal number of failed indexes")
+    );
+    assert_eq!(failed.status.unwrap().active.unwrap_or(0), 0);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn success_policy_completes_an_indexed_job_early() {
+    let mut cluster = Cluster::start().await;
+    cluster.controllers(&["job"]).await;
+    let jobs: Api<Job> = Api::namespaced(cluster.admin.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(cluster.admin.clone(), "default");
+    let spec = json!({"parallelism": 4, "completions": 4, "completionMode": "Indexed",
+        "successPolicy": {"rules": [{"succeededIndexes": "0-1", "succeededCount": 2}]}});
+    jobs.create(&PostParams::default(), &job("leader", spec))
+        .await
+        .unwrap();
+    let first = eventually("four indexed pods", 20, || async {
+        let all = job_pods(&pods, "leader").await;
+        (active(&all).len() == 4).then_some(all)
+    })
+    .await;
+    for pod in first
+        .iter()
+        .filter(|p| ["0", "1"].contains(&index_of(p).as_str()))
+    {
+        set_phase(&pods, &pod.name_any(), "Succeeded").await;
+    }
+    let done = eventually("the job complete", 20, || async {
+        let job = jobs.get("leader").await.unwrap();
+        condition(&job, "Complete").map(|_| job)
+    })
+    .await;
+    for type_ in ["SuccessCriteriaMet", "Complete"] {
+        assert_eq!(condition(&done, type_).as_deref(), Some("SuccessPolicy"));
+        assert_eq!(
+            condition_message(&done, type_).as_deref(),
+            Some("Matched rules at index 0")
+        );
+    }
+    let status = done.status.unwrap();
+    assert_eq!(status.completed_indexes.as_deref(), Some("0,1"));
+    // The pods stopped because the policy was met are no failures.
+    assert_eq!((status.succeeded, status.failed.unwrap_or(0)), (Some(2), 0));
+    assert_eq!(status.active.unwrap_or(0), 0);
+    cluster.stop().await;
+}
