@@ -297,3 +297,83 @@ async fn follow_survives_rotation() {
     assert_eq!(next(&mut stream).await, "four\n");
     drop(stream);
 }
+
+/// A busy container's log is rotated past the size limit (renamed, the runtime reopens it,
+/// older files gzipped, at most max_files kept) while a follower reads on without a gap.
+#[test]
+fn rotation_keeps_a_follower_going() {
+    if !support::can_run_containers() {
+        return;
+    }
+    support::netns::run(async {
+        let node = Node::start("krust-logs-rotate-").await;
+        let sandbox = node.sandbox("busy").await;
+        let script = "i=0; while :; do i=$((i+1)); \
+                      echo \"line $i ..................................................\"; \
+                      sleep 0.01; done";
+        let id = node.container(&sandbox, "main", 0, script).await;
+        let file = logs::container_log(&node.cri, &node.layout, &id)
+            .await
+            .unwrap();
+        let opts = LogOptions {
+            follow: true,
+            ..Default::default()
+        };
+        let mut stream = Box::pin(logs::read_container(&node.cri, &file, opts));
+        let policy = logs::RotationPolicy {
+            max_size: 16 * 1024,
+            max_files: 3,
+        };
+        let mut text = String::new();
+        for round in 0..4 {
+            // Read along until the file is past the limit, then rotate.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::fs::metadata(&file.path).map_or(0, |m| m.len()) < policy.max_size {
+                assert!(Instant::now() < deadline, "the log does not grow");
+                text.push_str(&next(&mut stream).await);
+            }
+            let rotated = logs::rotate_all(&node.cri, &node.layout, policy)
+                .await
+                .unwrap();
+            assert_eq!(rotated, 1, "round {round}");
+            // Rotated names carry the second: the next round in another second.
+            let until = Instant::now() + Duration::from_millis(1100);
+            while Instant::now() < until {
+                text.push_str(&next(&mut stream).await);
+            }
+        }
+        let dir = file.path.parent().unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert_eq!(names[0], "0.log");
+        assert!(
+            names[1].starts_with("0.log.") && names[1].ends_with(".gz"),
+            "{names:?}"
+        );
+        assert!(
+            names[2].starts_with("0.log.") && !names[2].ends_with(".gz"),
+            "{names:?}"
+        );
+
+        // Every line once, in order, across four rotations.
+        let numbers: Vec<u64> = text
+            .lines()
+            .map(|l| l.split(' ').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert!(numbers.len() > 300, "{}", numbers.len());
+        for pair in numbers.windows(2) {
+            assert_eq!(
+                pair[1],
+                pair[0] + 1,
+                "a gap or a repeat around line {}",
+                pair[0]
+            );
+        }
+        drop(stream);
+        node.stop().await;
+    });
+}

@@ -8,10 +8,15 @@
 //! pod's container (or its previous restart's) by the kubelet's labels, [`container_log`] the
 //! file of a container ID. Options as upstream's (`tailLines`, `sinceSeconds`/`sinceTime` as
 //! [`LogOptions::since`], `timestamps`, `limitBytes`, `follow`); partial lines (`P`) joined.
+//!
+//! Rotation (for the agent to start): [`spawn_rotation`]`(cri, layout, RotationPolicy, period)`
+//! rotates running containers' logs past containerLogMaxSize (10 MiB) keeping
+//! containerLogMaxFiles (5), older ones gzipped, as upstream's container log manager.
 
 mod format;
 mod locate;
 mod reader;
+mod rotate;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -23,6 +28,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 pub use locate::{container_log, find, LogFile};
 use reader::Until;
+pub use rotate::{rotate_all, spawn_rotation, RotationPolicy};
 
 use crate::cri::Cri;
 

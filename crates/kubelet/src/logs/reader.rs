@@ -124,6 +124,8 @@ impl Pump {
         }
         let mut reader = BufReader::new(file);
         let mut line = Vec::new();
+        // The file that replaced ours (rotation), once ours has been read to its end.
+        let mut next = None;
         loop {
             let n = reader
                 .read_until(b'\n', &mut line)
@@ -147,16 +149,23 @@ impl Pump {
                 }
                 return self.flush().await;
             }
+            if let Some(file) = next.take() {
+                // The rotated file is read to its end: what the runtime wrote into it between
+                // our last look and reopening the log is not lost. Then the new file.
+                if !line.is_empty() {
+                    self.entry(&line);
+                    line.clear();
+                }
+                reader = BufReader::new(file);
+                pos = 0;
+                continue;
+            }
             if !self.flush_ok().await {
                 return Ok(());
             }
-            match self.wait(reader.get_ref(), pos, &line).await? {
+            match self.wait(reader.get_ref(), pos).await? {
                 Wait::More => {}
-                Wait::Rotated(file) => {
-                    pos = 0;
-                    line.clear();
-                    reader = BufReader::new(file);
-                }
+                Wait::Rotated(file) => next = Some(file),
                 Wait::Done => return Ok(()),
             }
         }
@@ -188,7 +197,7 @@ impl Pump {
 
     /// At the end of the file while following: waits for it to grow, to be replaced by a new
     /// file (rotation), or for the container to be gone.
-    async fn wait(&mut self, file: &File, pos: u64, pending: &[u8]) -> Result<Wait, LogError> {
+    async fn wait(&mut self, file: &File, pos: u64) -> Result<Wait, LogError> {
         let meta = file.metadata().await.map_err(|e| self.io(e))?;
         if meta.len() > pos {
             return Ok(Wait::More);
@@ -214,10 +223,6 @@ impl Pump {
             }
             if let Ok(current) = tokio::fs::metadata(&self.path).await {
                 if current.ino() != meta.ino() || current.len() < pos {
-                    if !pending.is_empty() {
-                        // The old file ended within a line: that part is all there will be.
-                        self.entry(pending);
-                    }
                     return Ok(Wait::Rotated(self.open().await?));
                 }
             }
