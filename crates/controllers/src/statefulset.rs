@@ -2,7 +2,8 @@
 //! `<set>-<ordinal>` and hostnames under the governing service, a PersistentVolumeClaim per
 //! volumeClaimTemplate and ordinal, OrderedReady (one at a time, in order, each Running and
 //! Ready before the next; scale down from the highest) or Parallel management, and
-//! RollingUpdate from the highest ordinal down to the partition, or OnDelete.
+//! RollingUpdate from the highest ordinal down to the partition (with
+//! `rollingUpdate.maxUnavailable`, up to that many pods at once), or OnDelete.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -272,8 +274,13 @@ impl<'a> Sync<'a> {
         let Some(partition) = self.rolling() else {
             return Ok(());
         };
-        // Roll from the highest ordinal down to the partition, one unhealthy pod at a time.
         let hash = history::hash_of(update);
+        if let Some(max) = self.max_unavailable() {
+            return self
+                .roll_unavailable(start, start.max(partition), end, &hash, max)
+                .await;
+        }
+        // Roll from the highest ordinal down to the partition, one unhealthy pod at a time.
         for i in (start.max(partition)..end).rev() {
             let Some(pod) = self.pods.get(&i).cloned() else {
                 return Ok(());
@@ -288,6 +295,54 @@ impl<'a> Sync<'a> {
             if !healthy(&pod) {
                 return Ok(());
             }
+        }
+        Ok(())
+    }
+
+    /// `rollingUpdate.maxUnavailable` as a number of pods (a percentage of replicas rounded
+    /// up, at least one), when set (upstream's MaxUnavailableStatefulSet).
+    fn max_unavailable(&self) -> Option<i32> {
+        let strategy = self.spec().update_strategy.as_ref()?;
+        let value = strategy.rolling_update.as_ref()?.max_unavailable.as_ref()?;
+        let replicas = self.spec().replicas.unwrap_or(1).max(0);
+        let n = match value {
+            IntOrString::Int(n) => *n,
+            IntOrString::String(p) => {
+                let percent: i32 = p.trim_end_matches('%').parse().unwrap_or(1);
+                (replicas * percent + 99) / 100
+            }
+        };
+        Some(n.max(1))
+    }
+
+    /// Upstream's rolling update with maxUnavailable: the unhealthy pods count first; as many
+    /// more outdated pods as the budget leaves are deleted at once, highest ordinal first,
+    /// down to `min`.
+    async fn roll_unavailable(
+        &mut self,
+        start: i32,
+        min: i32,
+        end: i32,
+        hash: &str,
+        max: i32,
+    ) -> Result<()> {
+        // A missing ordinal (just deleted, or created in this sync) is unavailable too.
+        let unavailable = (start..end)
+            .filter(|i| self.pods.get(i).is_none_or(|p| !healthy(p)))
+            .count() as i32;
+        let budget = max - unavailable;
+        if budget <= 0 {
+            return Ok(());
+        }
+        let outdated: Vec<Arc<Pod>> = (min..end)
+            .rev()
+            .filter_map(|i| self.pods.get(&i).cloned())
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| p.labels().get(history::REVISION_HASH).map(String::as_str) != Some(hash))
+            .take(budget as usize)
+            .collect();
+        for pod in outdated {
+            self.delete(&pod).await?;
         }
         Ok(())
     }

@@ -222,3 +222,66 @@ async fn partitioned_rolling_update_updates_only_ordinals_at_or_above_the_partit
     assert!(history.contains('1') && history.contains('2'), "{history}");
     cluster.stop().await;
 }
+
+#[tokio::test]
+async fn max_unavailable_rolls_several_pods_at_once() {
+    let mut cluster = Cluster::start().await;
+    cluster.controllers(&["statefulset"]).await;
+    let sets: Api<StatefulSet> = Api::namespaced(cluster.admin.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(cluster.admin.clone(), "default");
+    let spec = json!({
+        "replicas": 4,
+        "podManagementPolicy": "Parallel",
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}
+    });
+    sets.create(&PostParams::default(), &statefulset("mu", spec))
+        .await
+        .unwrap();
+    for i in 0..4 {
+        let name = format!("mu-{i}");
+        eventually(&name, 20, || async {
+            exists(&pods, &name).await.then_some(())
+        })
+        .await;
+        make_ready(&pods, &name).await;
+    }
+    eventually("four ready", 20, || async {
+        let s = sets.get("mu").await.unwrap().status?;
+        (s.ready_replicas == Some(4)).then_some(())
+    })
+    .await;
+    let change = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:v2"}]}}}});
+    sets.patch("mu", &PatchParams::default(), &Patch::Strategic(change))
+        .await
+        .unwrap();
+    // The two highest ordinals are replaced together; the others wait while they are
+    // unavailable.
+    let on_v2 = || async {
+        let mut v2 = Vec::new();
+        for i in 0..4 {
+            if let Some(p) = pods.get_opt(&format!("mu-{i}")).await.unwrap() {
+                if image(&p) == "web:v2" && p.metadata.deletion_timestamp.is_none() {
+                    v2.push(i);
+                }
+            }
+        }
+        v2
+    };
+    eventually("mu-3 and mu-2 on v2 together", 20, || async {
+        (on_v2().await == vec![2, 3]).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        on_v2().await,
+        vec![2, 3],
+        "more than maxUnavailable pods down"
+    );
+    make_ready(&pods, "mu-2").await;
+    make_ready(&pods, "mu-3").await;
+    eventually("all on v2", 20, || async {
+        (on_v2().await == vec![0, 1, 2, 3]).then_some(())
+    })
+    .await;
+    cluster.stop().await;
+}
