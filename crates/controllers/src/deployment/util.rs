@@ -164,8 +164,23 @@ pub fn max_unavailable(d: &Deployment) -> i32 {
     fenceposts(d).1.min(replicas(d))
 }
 
-/// The `pod-template-hash` of a template: FNV-32a over its canonical JSON and the collision
-/// count (as upstream's ComputeHash over the Go struct), as a decimal string made safe.
+/// The `pod-template-hash` of a template, as upstream's `controller.ComputeHash` in every step
+/// but one: FNV-32a, then (with a collision count) the count as 8 bytes, little-endian u32 in
+/// the first four, then the decimal of the 32-bit sum through `rand.SafeEncodeString`.
+///
+/// The step that differs is what is hashed. Upstream feeds `hashutil.DeepHashObject`, which is
+/// go-spew printing the Go `v1.PodTemplateSpec` struct (`%#v` with sorted map keys, methods
+/// disabled): Go type names, every struct field including zero-valued ones, in the Go field
+/// order of the k8s.io/api version the controller was built with. Reproducing that would mean
+/// mirroring the Go type layout of every field of the pod spec and would still change with
+/// each Kubernetes release, so exact equality with upstream's hashes is not attempted. We hash
+/// serde_json's encoding of the k8s-openapi template (fields in declaration order, absent
+/// fields omitted), which has the property the controller relies on: equal templates hash
+/// equally and a changed template (or collision count) gives a new name. Hashes therefore
+/// differ from a kube-controller-manager's for the same template. That never starts a
+/// rollout: the new ReplicaSet is found by template equality (`equal_ignore_hash`), not by
+/// hash, so a Deployment that moves between the two keeps its ReplicaSets; only ReplicaSets
+/// created here get names upstream would not have chosen.
 pub fn template_hash(template: &PodTemplateSpec, collisions: Option<i32>) -> String {
     let mut hash: u32 = 0x811c_9dc5;
     let mut feed = |bytes: &[u8]| {
