@@ -204,8 +204,10 @@ impl Binder {
     }
 
     async fn sync_unbound_claim(&mut self, claim: &PersistentVolumeClaim) -> Result<()> {
-        let volumes = self.volumes.state();
-        if let Some(pv) = matching::find(claim, volumes.iter().map(|v| v.as_ref())) {
+        // Read live, not from the cache: a volume created just before the claim (one pre-bound
+        // to it, say) must not lose to an older one or to a provisioned one.
+        let volumes = self.volumes_api().list(&Default::default()).await?.items;
+        if let Some(pv) = matching::find(claim, &volumes) {
             return self.bind(pv, claim).await;
         }
         let class_name = claim_class(claim);
@@ -331,6 +333,9 @@ impl Binder {
                 .await?;
             tracing::info!(claim = %claim.name_any(), volume = %pv.name_any(), "bound");
         }
+        // A bound claim's pending events are history: forget them, so the set stays small.
+        let uid = claim.uid().unwrap_or_default();
+        self.reported.retain(|(u, _)| *u != uid);
         Ok(())
     }
 
