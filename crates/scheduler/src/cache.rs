@@ -102,7 +102,7 @@ impl NodeInfo {
     }
 
     fn remove_pod(&mut self, key: &str) {
-        if let Some(i) = self.pods.iter().position(|p| pod_key(&p.pod) == key) {
+        if let Some(i) = self.pods.iter().position(|p| has_key(&p.pod, key)) {
             let info = self.pods.swap_remove(i);
             self.requested.subtract(&info.requests);
             self.non_zero_requested.subtract(&info.non_zero);
@@ -122,6 +122,14 @@ pub fn pod_key(pod: &Pod) -> String {
             pod.metadata.namespace.as_deref().unwrap_or_default(),
             pod.metadata.name.as_deref().unwrap_or_default()
         ),
+    }
+}
+
+/// `pod_key(pod) == key` without building the key.
+fn has_key(pod: &Pod, key: &str) -> bool {
+    match &pod.metadata.uid {
+        Some(uid) => uid == key,
+        None => pod_key(pod) == key,
     }
 }
 
@@ -149,9 +157,17 @@ struct Placement {
 }
 
 /// Nodes by name with their pods.
+///
+/// The nodes live in one name-sorted vector that snapshots share (copy on write): taking a
+/// snapshot each cycle is one reference count, not one per node, and a change replaces just
+/// the node it touches (upstream keeps its snapshot current the same way, by node generation).
 #[derive(Default)]
 pub struct Cache {
-    nodes: BTreeMap<String, Arc<NodeInfo>>,
+    /// Nodes that exist, sorted by name.
+    nodes: Arc<Vec<Arc<NodeInfo>>>,
+    /// Pods bound to a node the watch has not shown (or no longer shows), by node name: they
+    /// are accounted when the node arrives, and leave with their own delete events.
+    ghosts: HashMap<String, NodeInfo>,
     placements: HashMap<String, Placement>,
 }
 
@@ -159,14 +175,16 @@ pub struct Cache {
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// Nodes that exist (a pod may name a node the watch has not delivered yet), by name.
-    pub nodes: Vec<Arc<NodeInfo>>,
+    pub nodes: Arc<Vec<Arc<NodeInfo>>>,
 }
 
 impl Snapshot {
     pub fn new(nodes: Vec<NodeInfo>) -> Snapshot {
         let mut nodes: Vec<_> = nodes.into_iter().map(Arc::new).collect();
         nodes.sort_by(|a, b| a.name().cmp(b.name()));
-        Snapshot { nodes }
+        Snapshot {
+            nodes: Arc::new(nodes),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<NodeInfo>> {
@@ -178,23 +196,43 @@ impl Snapshot {
 }
 
 impl Cache {
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.nodes.binary_search_by(|n| n.name().cmp(name))
+    }
+
+    /// The node's info for a change, copied first if a snapshot still shares it.
+    fn node_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
+        match self.position(name) {
+            Ok(i) => Some(Arc::make_mut(&mut Arc::make_mut(&mut self.nodes)[i])),
+            Err(_) => self.ghosts.get_mut(name),
+        }
+    }
+
     pub fn set_node(&mut self, node: Node) {
         let Some(name) = node.metadata.name.clone() else {
             return;
         };
-        let info = self.nodes.entry(name).or_default();
-        Arc::make_mut(info).set_node(Arc::new(node));
+        let node = Arc::new(node);
+        match self.position(&name) {
+            Ok(i) => Arc::make_mut(&mut Arc::make_mut(&mut self.nodes)[i]).set_node(node),
+            Err(i) => {
+                let mut info = self.ghosts.remove(&name).unwrap_or_default();
+                info.set_node(node);
+                Arc::make_mut(&mut self.nodes).insert(i, Arc::new(info));
+            }
+        }
     }
 
     pub fn remove_node(&mut self, name: &str) {
-        let Some(info) = self.nodes.get_mut(name) else {
+        let Ok(i) = self.position(name) else {
             return;
         };
-        if info.pods.is_empty() {
-            self.nodes.remove(name);
-        } else {
+        let info = Arc::make_mut(&mut self.nodes).remove(i);
+        if !info.pods.is_empty() {
             // Keep the pods accounted: they leave with their own delete events.
-            Arc::make_mut(info).node = None;
+            let mut info = Arc::unwrap_or_clone(info);
+            info.node = None;
+            self.ghosts.insert(name.to_string(), info);
         }
     }
 
@@ -206,9 +244,9 @@ impl Cache {
             .collect();
         let gone: Vec<String> = self
             .nodes
-            .keys()
-            .filter(|n| !names.contains(*n))
-            .cloned()
+            .iter()
+            .map(|n| n.name().to_string())
+            .filter(|n| !names.contains(n))
             .collect();
         for name in gone {
             self.remove_node(&name);
@@ -227,6 +265,13 @@ impl Cache {
             (None, Some(p)) if p.assumed && !is_terminal(&pod) => {}
             (None, Some(_)) => self.remove_pod(&key),
             (None, None) => {}
+            // The watch confirming what is already accounted (our binding of an assumed pod):
+            // nothing the plugins read changed, so the node is left as it is.
+            (Some(node), Some(p)) if p.node == node && self.holds_same(&key, node, &pod) => {
+                if let Some(p) = self.placements.get_mut(&key) {
+                    p.assumed = false;
+                }
+            }
             (Some(node), _) => {
                 let node = node.to_string();
                 self.remove_pod(&key);
@@ -235,31 +280,49 @@ impl Cache {
         }
     }
 
+    /// Whether `node` already holds `pod` as the plugins see it: same spec, labels,
+    /// namespace and deletion state.
+    fn holds_same(&self, key: &str, node: &str, pod: &Pod) -> bool {
+        let info = match self.position(node) {
+            Ok(i) => Some(self.nodes[i].as_ref()),
+            Err(_) => self.ghosts.get(node),
+        };
+        let Some(held) = info.and_then(|n| n.pods.iter().find(|p| has_key(&p.pod, key))) else {
+            return false;
+        };
+        let (a, b) = (&held.pod.metadata, &pod.metadata);
+        a.labels == b.labels
+            && a.namespace == b.namespace
+            && a.deletion_timestamp == b.deletion_timestamp
+            && held.pod.spec == pod.spec
+    }
+
     pub fn remove_pod(&mut self, key: &str) {
         let Some(placement) = self.placements.remove(key) else {
             return;
         };
-        if let Some(info) = self.nodes.get_mut(&placement.node) {
-            Arc::make_mut(info).remove_pod(key);
-            if info.node.is_none() && info.pods.is_empty() {
-                self.nodes.remove(&placement.node);
-            }
+        if let Some(info) = self.node_mut(&placement.node) {
+            info.remove_pod(key);
+        }
+        if self
+            .ghosts
+            .get(&placement.node)
+            .is_some_and(|g| g.pods.is_empty())
+        {
+            self.ghosts.remove(&placement.node);
         }
     }
 
     /// Replaces every pod after a relist; assumed pods stay until confirmed or forgotten.
     pub fn replace_pods(&mut self, pods: Vec<Arc<Pod>>) {
-        let assumed: HashMap<String, Placement> = self
+        let gone: Vec<String> = self
             .placements
             .iter()
-            .filter(|(_, p)| p.assumed)
-            .map(|(k, p)| (k.clone(), p.clone()))
+            .filter(|(_, p)| !p.assumed)
+            .map(|(k, _)| k.clone())
             .collect();
-        let keys: Vec<String> = self.placements.keys().cloned().collect();
-        for key in keys {
-            if !assumed.contains_key(&key) {
-                self.remove_pod(&key);
-            }
+        for key in gone {
+            self.remove_pod(&key);
         }
         for pod in pods {
             self.apply_pod(pod);
@@ -290,24 +353,23 @@ impl Cache {
         self.placements.contains_key(&pod_key(pod))
     }
 
+    /// The nodes as they are now; costs one reference count.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            nodes: self
-                .nodes
-                .values()
-                .filter(|n| n.node.is_some())
-                .cloned()
-                .collect(),
+            nodes: self.nodes.clone(),
         }
     }
 
     pub fn node_count(&self) -> usize {
-        self.nodes.values().filter(|n| n.node.is_some()).count()
+        self.nodes.len()
     }
 
     fn place(&mut self, key: String, node: String, pod: Arc<Pod>, assumed: bool) {
-        let info = self.nodes.entry(node.clone()).or_default();
-        Arc::make_mut(info).add_pod(PodInfo::new(pod));
+        let info = PodInfo::new(pod);
+        match self.node_mut(&node) {
+            Some(n) => n.add_pod(info),
+            None => self.ghosts.entry(node.clone()).or_default().add_pod(info),
+        }
         self.placements.insert(key, Placement { node, assumed });
     }
 }
@@ -341,6 +403,41 @@ mod tests {
         cache.forget(&p);
         assert!(!cache.is_placed(&p));
         assert_eq!(cache.snapshot().nodes[0].requested.milli_cpu, 0);
+    }
+
+    #[test]
+    fn pods_on_unknown_nodes_count_once_the_node_arrives() {
+        let mut cache = Cache::default();
+        let p = Arc::new(pod("a", "1", "1Gi").on("n1"));
+        cache.apply_pod(p.clone());
+        assert_eq!(cache.node_count(), 0);
+        cache.set_node(node("n1", "4", "8Gi"));
+        let before = cache.snapshot();
+        assert_eq!(before.nodes[0].requested.milli_cpu, 1000);
+        // The node leaves with its pod still there, and comes back.
+        cache.remove_node("n1");
+        assert_eq!(cache.node_count(), 0);
+        cache.set_node(node("n1", "4", "8Gi"));
+        assert_eq!(
+            cache.snapshot().get("n1").unwrap().requested.milli_cpu,
+            1000
+        );
+        cache.remove_pod(&pod_key(&p));
+        assert_eq!(cache.snapshot().nodes[0].requested.milli_cpu, 0);
+        // A snapshot taken before is not changed by later updates.
+        assert_eq!(before.nodes[0].requested.milli_cpu, 1000);
+    }
+
+    #[test]
+    fn snapshots_stay_sorted_by_name() {
+        let mut cache = Cache::default();
+        for name in ["c", "a", "b"] {
+            cache.set_node(node(name, "1", "1Gi"));
+        }
+        let snap = cache.snapshot();
+        let names: Vec<_> = snap.nodes.iter().map(|n| n.name()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert!(snap.get("b").is_some());
     }
 
     #[test]

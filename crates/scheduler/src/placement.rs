@@ -112,6 +112,9 @@ impl<'a> PodContext<'a> {
 pub struct FitError {
     pub num_nodes: usize,
     pub rejections: Vec<(String, Rejection)>,
+    /// Nodes the NodeAffinity PreFilter left out (the pod names other nodes): counted under
+    /// [`node_affinity::PREFILTER_REASON`], never preemption candidates.
+    pub prefiltered: usize,
 }
 
 impl FitError {
@@ -139,6 +142,12 @@ impl fmt::Display for FitError {
             for reason in &r.reasons {
                 *counts.entry(reason.clone()).or_insert(0usize) += 1;
             }
+        }
+        if self.prefiltered > 0 {
+            counts.insert(
+                node_affinity::PREFILTER_REASON.to_string(),
+                self.prefiltered,
+            );
         }
         write!(f, "0/{} nodes are available", self.num_nodes)?;
         if counts.is_empty() {
@@ -176,27 +185,32 @@ pub fn schedule(
 ) -> Result<Chosen, FitError> {
     let all = snapshot.nodes.len();
     let ctx = PodContext::new(pod, snapshot);
-    let want = feasible_nodes_to_find(all);
-    let mut feasible = Vec::new();
-    let mut rejections = Vec::new();
-    let start = if all == 0 { 0 } else { *next_start % all };
-    let mut looked = 0;
-    for i in 0..all {
-        let node = &snapshot.nodes[(start + i) % all];
-        looked += 1;
-        match ctx.filter(node) {
-            Ok(()) => feasible.push(node),
-            Err(r) => rejections.push((node.name().to_string(), r)),
+    let pinned: Option<Vec<Arc<NodeInfo>>> = node_affinity::pinned_nodes(pod).map(|names| {
+        names
+            .into_iter()
+            .filter_map(|n| snapshot.get(n).cloned())
+            .collect()
+    });
+    let (feasible, rejections, candidates) = match &pinned {
+        Some(nodes) => {
+            let want = feasible_nodes_to_find(nodes.len());
+            let (feasible, rejections) = find_feasible(&ctx, nodes, 0, want);
+            (feasible, rejections, nodes.len())
         }
-        if feasible.len() >= want {
-            break;
+        None => {
+            let start = if all == 0 { 0 } else { *next_start % all };
+            let want = feasible_nodes_to_find(all);
+            let (feasible, rejections) = find_feasible(&ctx, &snapshot.nodes, start, want);
+            let looked = feasible.len() + rejections.len();
+            *next_start = if all == 0 { 0 } else { (start + looked) % all };
+            (feasible, rejections, all)
         }
-    }
-    *next_start = if all == 0 { 0 } else { (start + looked) % all };
+    };
     if feasible.is_empty() {
         return Err(FitError {
             num_nodes: all,
             rejections,
+            prefiltered: all - candidates,
         });
     }
     let count = feasible.len();
@@ -212,6 +226,29 @@ pub fn schedule(
         node: feasible[best].name().to_string(),
         feasible: count,
     })
+}
+
+/// Filters `nodes` from `start` round the ring until `want` feasible nodes are found (or every
+/// node was looked at); returns the feasible nodes and the rejections of the others.
+fn find_feasible<'n>(
+    ctx: &PodContext<'_>,
+    nodes: &'n [Arc<NodeInfo>],
+    start: usize,
+    want: usize,
+) -> (Vec<&'n Arc<NodeInfo>>, Vec<(String, Rejection)>) {
+    let mut feasible = Vec::with_capacity(want.min(nodes.len()));
+    let mut rejections = Vec::new();
+    for i in 0..nodes.len() {
+        let node = &nodes[(start + i) % nodes.len()];
+        match ctx.filter(node) {
+            Ok(()) => feasible.push(node),
+            Err(r) => rejections.push((node.name().to_string(), r)),
+        }
+        if feasible.len() >= want {
+            break;
+        }
+    }
+    (feasible, rejections)
 }
 
 /// Index of the highest score; among equal ones a uniformly random one (reservoir sampling).
@@ -255,6 +292,50 @@ mod tests {
         assert_eq!(err.resolvable().count(), 0);
         let empty = schedule(&pod("p", "", ""), &Snapshot::default(), &mut 0).unwrap_err();
         assert_eq!(empty.to_string(), "0/0 nodes are available.");
+    }
+
+    #[test]
+    fn pinned_pods_look_at_their_nodes_only() {
+        use k8s_openapi::api::core::v1::{
+            Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+        };
+        let snap = Snapshot::new(vec![
+            NodeInfo::new(node("a", "4", "8Gi"), []),
+            NodeInfo::new(node("b", "500m", "8Gi"), []),
+            NodeInfo::new(node("c", "4", "8Gi"), []),
+        ]);
+        let pinned = |name: &str| {
+            let mut p = pod("p", "1", "");
+            p.spec_mut().affinity = Some(Affinity {
+                node_affinity: Some(NodeAffinity {
+                    required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                        node_selector_terms: vec![NodeSelectorTerm {
+                            match_expressions: None,
+                            match_fields: Some(vec![NodeSelectorRequirement {
+                                key: "metadata.name".into(),
+                                operator: "In".into(),
+                                values: Some(vec![name.into()]),
+                            }]),
+                        }],
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            p
+        };
+        let mut start = 0;
+        assert_eq!(schedule(&pinned("c"), &snap, &mut start).unwrap().node, "c");
+        let err = schedule(&pinned("b"), &snap, &mut start).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't satisfy plugin(s) [NodeAffinity]."
+        );
+        let gone = schedule(&pinned("x"), &snap, &mut start).unwrap_err();
+        assert_eq!(
+            gone.to_string(),
+            "0/3 nodes are available: 3 node(s) didn't satisfy plugin(s) [NodeAffinity]."
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::cache::{pod_key, NodeInfo, PodInfo, Snapshot};
 use crate::placement::{FitError, PodContext};
+use crate::plugins::Code;
 
 /// Upstream's reason for nodes where evicting cannot help.
 pub const NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
@@ -76,8 +77,10 @@ pub fn preempt(pod: &Pod, fit: &FitError, snapshot: &Snapshot) -> Outcome {
     }
     let mut candidates = Vec::new();
     let mut reasons: Vec<(String, Vec<String>)> = Vec::new();
-    for (name, _) in &fit.rejections {
-        let evaluated = fit.resolvable().any(|n| n == name);
+    for (name, rejection) in &fit.rejections {
+        // Only where evicting pods could help (looked up per rejection: a scan of every
+        // rejection for each would be quadratic on thousands of nodes).
+        let evaluated = rejection.code == Code::Unschedulable;
         let result = match (evaluated, snapshot.get(name)) {
             (true, Some(node)) => victims_on(pod, node, snapshot),
             _ => Err(vec![NOT_HELPFUL.to_string()]),
@@ -180,7 +183,9 @@ fn replace_node(snapshot: &Snapshot, node: &NodeInfo) -> Snapshot {
             }
         })
         .collect();
-    Snapshot { nodes }
+    Snapshot {
+        nodes: Arc::new(nodes),
+    }
 }
 
 /// Upstream's `pickOneNodeForPreemption`, first three criteria.

@@ -155,7 +155,7 @@ impl PreState {
                 .collect(),
             ..Default::default()
         };
-        for info in &snapshot.nodes {
+        for info in snapshot.nodes.iter() {
             if !incoming_has_terms && info.affinity_pods == 0 {
                 continue;
             }

@@ -4,6 +4,8 @@
 //! Terms are ORed, the requirements inside a term ANDed; a term with no requirements matches no
 //! node. `matchFields` supports `metadata.name` only, as upstream.
 
+use std::collections::BTreeSet;
+
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{normalize, Filtered, Rejection};
@@ -11,6 +13,49 @@ use crate::cache::NodeInfo;
 pub use component_base::node_affinity::{required_matches, term_matches};
 
 pub const REASON: &str = "node(s) didn't match Pod's node affinity/selector";
+/// Why the nodes left out by [`pinned_nodes`] were not considered (upstream's message for the
+/// nodes a PreFilter result excludes).
+pub const PREFILTER_REASON: &str = "node(s) didn't satisfy plugin(s) [NodeAffinity]";
+
+/// Upstream's NodeAffinity PreFilter: when every required term names its nodes with a
+/// `metadata.name In [...]` match field (the DaemonSet controller pins its pods this way), only
+/// those nodes can fit, so the cycle looks at them alone instead of filtering every node.
+/// `None` means any node may fit. Within a term the name lists are intersected (ANDed
+/// requirements), across terms united (ORed terms).
+pub fn pinned_nodes(pod: &Pod) -> Option<BTreeSet<&str>> {
+    let terms = &pod
+        .spec
+        .as_ref()?
+        .affinity
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()?
+        .node_selector_terms;
+    if terms.is_empty() {
+        return None;
+    }
+    let mut names = BTreeSet::new();
+    for term in terms {
+        let mut in_term: Option<BTreeSet<&str>> = None;
+        let by_name = term
+            .match_fields
+            .iter()
+            .flatten()
+            .filter(|r| r.key == "metadata.name" && r.operator == "In");
+        for r in by_name {
+            let values: BTreeSet<&str> = r.values.iter().flatten().map(String::as_str).collect();
+            in_term = Some(match in_term {
+                None => values,
+                Some(prev) => prev.intersection(&values).copied().collect(),
+            });
+        }
+        // A term without a name requirement lets every node through (terms are ORed).
+        names.extend(in_term?);
+    }
+    Some(names)
+}
 
 pub fn filter(pod: &Pod, node: &NodeInfo) -> Filtered {
     match &node.node {
@@ -77,6 +122,36 @@ mod tests {
             match_expressions: Some(exprs),
             match_fields: None,
         }
+    }
+
+    fn by_name(names: &[&str]) -> NodeSelectorTerm {
+        NodeSelectorTerm {
+            match_expressions: None,
+            match_fields: Some(vec![expr("metadata.name", "In", names)]),
+        }
+    }
+
+    #[test]
+    fn pinned_nodes_as_upstreams_prefilter() {
+        assert_eq!(pinned_nodes(&pod("p", "", "")), None);
+        let one = with_required(vec![by_name(&["a"])]);
+        assert_eq!(pinned_nodes(&one), Some(["a"].into()));
+        // Terms are ORed: the union of their names.
+        let two = with_required(vec![by_name(&["a"]), by_name(&["b", "c"])]);
+        assert_eq!(pinned_nodes(&two), Some(["a", "b", "c"].into()));
+        // A term naming no node lets every node through.
+        let open = with_required(vec![
+            by_name(&["a"]),
+            term(vec![expr("zone", "In", &["x"])]),
+        ]);
+        assert_eq!(pinned_nodes(&open), None);
+        // Requirements within a term are ANDed: the intersection.
+        let mut both = by_name(&["a", "b"]);
+        both.match_fields
+            .as_mut()
+            .unwrap()
+            .push(expr("metadata.name", "In", &["b", "c"]));
+        assert_eq!(pinned_nodes(&with_required(vec![both])), Some(["b"].into()));
     }
 
     #[test]

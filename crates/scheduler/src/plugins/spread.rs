@@ -83,7 +83,7 @@ impl Constraint {
 
     fn count(&mut self, pod: &Pod, snapshot: &Snapshot, all_keys: &[String]) {
         let ns = pod.metadata.namespace.as_deref();
-        for node in &snapshot.nodes {
+        for node in snapshot.nodes.iter() {
             if !self.counts_node(pod, node, all_keys) {
                 continue;
             }

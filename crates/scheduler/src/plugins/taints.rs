@@ -39,6 +39,10 @@ pub fn filter(pod: &Pod, node: &NodeInfo) -> Filtered {
 
 /// Raw score: how many PreferNoSchedule taints the pod does not tolerate (fewer is better).
 pub fn score(pod: &Pod, node: &NodeInfo) -> i64 {
+    let taints = taints(node);
+    if !taints.iter().any(|t| t.effect == "PreferNoSchedule") {
+        return 0;
+    }
     // Only tolerations that apply to PreferNoSchedule count, as upstream's getAllTolerationPreferNoSchedule.
     let prefer: Vec<Toleration> = tolerations(pod)
         .iter()
@@ -50,7 +54,7 @@ pub fn score(pod: &Pod, node: &NodeInfo) -> i64 {
         })
         .cloned()
         .collect();
-    taints(node)
+    taints
         .iter()
         .filter(|t| t.effect == "PreferNoSchedule" && !tolerated_by(&prefer, t))
         .count() as i64
