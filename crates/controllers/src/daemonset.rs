@@ -33,6 +33,11 @@ use crate::pods;
 
 const NAME: &str = "daemon-set-controller";
 const TEMPLATE_GENERATION: &str = "pod-template-generation";
+/// At most this many pods are created (or deleted) per sync; the rest wait for the watch to
+/// show these (upstream's BurstReplicas).
+const BURST_REPLICAS: usize = 250;
+/// The first create batch of a sync (upstream's SlowStartInitialBatchSize); each next doubles.
+const SLOW_START_INITIAL_BATCH: usize = 1;
 
 struct State {
     client: Client,
@@ -210,6 +215,8 @@ struct Sync<'a> {
     revisions_api: Api<ControllerRevision>,
     /// The DaemonSet's pods by target node.
     by_node: BTreeMap<String, Vec<Arc<Pod>>>,
+    /// Per node: whether a daemon pod should run there and whether one there may stay.
+    placements: BTreeMap<String, (bool, bool)>,
     now: Timestamp,
 }
 
@@ -244,15 +251,36 @@ impl<'a> Sync<'a> {
                 by_node.entry(node).or_default().push(pod);
             }
         }
-        Ok(Sync {
+        let mut sync = Sync {
             state,
             key,
             pods_api,
             revisions_api: Api::namespaced(state.client.clone(), ns),
             by_node,
+            placements: BTreeMap::new(),
             ds,
             now: Timestamp::now(),
-        })
+        };
+        sync.placements = sync.placements();
+        Ok(sync)
+    }
+
+    /// Upstream's NodeShouldRunDaemonPod for every node, with one template pod re-pinned per
+    /// node (building the pod from the template once per node costs more than the sync on
+    /// thousands of nodes). The revision labels do not matter for placement.
+    fn placements(&self) -> BTreeMap<String, (bool, bool)> {
+        let mut pod = self.pod_for("", "");
+        self.state
+            .nodes
+            .state()
+            .iter()
+            .map(|node| {
+                let name = node.name_any();
+                pin_to_node(&mut pod, &name);
+                let fit = should_run(&pod, node);
+                (name, fit)
+            })
+            .collect()
     }
 
     fn spec(&self) -> &k8s_openapi::api::apps::v1::DaemonSetSpec {
@@ -349,7 +377,7 @@ impl<'a> Sync<'a> {
         let mut delete = Vec::new();
         for node in &nodes {
             let name = node.name_any();
-            let (run, stay) = should_run(&self.pod_for(&name, hash), node);
+            let (run, stay) = self.placement(&name);
             let pods = self.by_node.get(&name).cloned().unwrap_or_default();
             let (failed, alive): (Vec<_>, Vec<_>) = pods
                 .iter()
@@ -379,13 +407,40 @@ impl<'a> Sync<'a> {
                 );
             }
         }
-        for node in create {
-            self.create(&node, hash).await?;
-        }
-        for pod in delete {
-            self.delete(&pod).await?;
+        create.truncate(BURST_REPLICAS);
+        delete.truncate(BURST_REPLICAS);
+        let created = self.create_all(&create, hash).await;
+        self.delete_all(&delete).await?;
+        created
+    }
+
+    /// Creates the nodes' pods in slow-start batches of 1, 2, 4, ... (upstream's
+    /// slowStartBatch), each batch in parallel; the first batch with a failure stops the rest,
+    /// so an admission or quota error costs a few requests rather than thousands.
+    async fn create_all(&self, nodes: &[String], hash: &str) -> Result<()> {
+        let mut rest = nodes;
+        let mut batch = SLOW_START_INITIAL_BATCH;
+        while !rest.is_empty() {
+            let (now, later) = rest.split_at(batch.min(rest.len()));
+            let results =
+                futures::future::join_all(now.iter().map(|node| self.create(node, hash))).await;
+            results.into_iter().collect::<Result<Vec<()>>>()?;
+            rest = later;
+            batch *= 2;
         }
         Ok(())
+    }
+
+    /// Deletes the pods in parallel, as upstream does.
+    async fn delete_all(&self, pods: &[Arc<Pod>]) -> Result<()> {
+        let results = futures::future::join_all(pods.iter().map(|p| self.delete(p))).await;
+        results.into_iter().collect::<Result<Vec<()>>>()?;
+        Ok(())
+    }
+
+    /// (should run, may stay) on the node, computed once per sync (see [`Sync::placements`]).
+    fn placement(&self, node: &str) -> (bool, bool) {
+        self.placements.get(node).copied().unwrap_or((false, false))
     }
 
     /// Two pods on a node during a surge: one old, one new.
@@ -395,13 +450,12 @@ impl<'a> Sync<'a> {
             && pods.iter().filter(|p| is_current(p, hash)).count() == 1
     }
 
-    fn desired_nodes(&self, hash: &str) -> Vec<String> {
-        self.state
-            .nodes
-            .state()
+    /// The nodes a daemon pod should run on, by name.
+    fn desired_nodes(&self) -> Vec<String> {
+        self.placements
             .iter()
-            .filter(|n| should_run(&self.pod_for(&n.name_any(), hash), n).0)
-            .map(|n| n.name_any())
+            .filter(|(_, (run, _))| *run)
+            .map(|(n, _)| n.clone())
             .collect()
     }
 
@@ -418,7 +472,7 @@ impl<'a> Sync<'a> {
                 r.max_unavailable.clone()
             }
         });
-        let desired = self.desired_nodes("").len() as i32;
+        let desired = self.desired_nodes().len() as i32;
         match value {
             None if surge => 0,
             None => 1,
@@ -453,7 +507,7 @@ impl<'a> Sync<'a> {
         let min_ready =
             Duration::from_secs(self.spec().min_ready_seconds.unwrap_or(0).max(0) as u64);
         let available = |p: &Pod| pods::is_available(p, min_ready, self.now);
-        let desired = self.desired_nodes(hash);
+        let desired = self.desired_nodes();
         let surge = self.max_surge();
         let mut unavailable_budget = self.max_unavailable();
         let mut delete = Vec::new();
@@ -507,19 +561,15 @@ impl<'a> Sync<'a> {
                 delete.extend(old);
             }
         }
-        for node in surge_nodes {
-            self.create(&node, hash).await?;
-        }
-        for pod in delete {
-            self.delete(&pod).await?;
-        }
+        self.create_all(&surge_nodes, hash).await?;
+        self.delete_all(&delete).await?;
         if min_ready > Duration::ZERO {
             requeue = requeue.or(Some(min_ready));
         }
         Ok(requeue)
     }
 
-    async fn create(&mut self, node: &str, hash: &str) -> Result<()> {
+    async fn create(&self, node: &str, hash: &str) -> Result<()> {
         let pod = self.pod_for(node, hash);
         let ns = self.ds.namespace().unwrap_or_default();
         match self.pods_api.create(&PostParams::default(), &pod).await {
@@ -547,7 +597,7 @@ impl<'a> Sync<'a> {
         }
     }
 
-    async fn delete(&mut self, pod: &Pod) -> Result<()> {
+    async fn delete(&self, pod: &Pod) -> Result<()> {
         let name = pod.name_any();
         let ns = self.ds.namespace().unwrap_or_default();
         match self.pods_api.delete(&name, &DeleteParams::default()).await {
@@ -570,7 +620,7 @@ impl<'a> Sync<'a> {
     async fn update_status(&mut self, hash: &str, collisions: i32) -> Result<()> {
         let min_ready =
             Duration::from_secs(self.spec().min_ready_seconds.unwrap_or(0).max(0) as u64);
-        let desired_nodes: BTreeSet<String> = self.desired_nodes(hash).into_iter().collect();
+        let desired_nodes: BTreeSet<String> = self.desired_nodes().into_iter().collect();
         let mut status = DaemonSetStatus {
             desired_number_scheduled: desired_nodes.len() as i32,
             observed_generation: self.ds.metadata.generation,
@@ -621,9 +671,15 @@ impl<'a> Sync<'a> {
         Ok(())
     }
 
+    /// Records an event without holding up the sync (a burst of creates is not serialised
+    /// behind one event write each).
     async fn event(&self, type_: EventType, reason: &str, note: &str) {
         let regarding = self.ds.object_ref(&());
-        events::record(&self.state.recorder, &regarding, type_, reason, note).await;
+        let recorder = self.state.recorder.clone();
+        let (reason, note) = (reason.to_string(), note.to_string());
+        tokio::spawn(async move {
+            events::record(&recorder, &regarding, type_, &reason, &note).await;
+        });
     }
 }
 
