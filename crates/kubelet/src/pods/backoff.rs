@@ -18,6 +18,8 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Backoff {
     entries: HashMap<String, Entry>,
+    /// What the last failure said, per ID (for image pulls).
+    notes: HashMap<String, String>,
 }
 
 impl Backoff {
@@ -63,9 +65,24 @@ impl Backoff {
         entry.last_update = now;
     }
 
+    /// How long ago `id` was last bumped.
+    pub fn since_update(&self, id: &str, now: SystemTime) -> Option<Duration> {
+        let entry = self.entries.get(id)?;
+        Some(now.duration_since(entry.last_update).unwrap_or_default())
+    }
+
+    pub fn set_note(&mut self, id: &str, note: String) {
+        self.notes.insert(id.to_string(), note);
+    }
+
+    pub fn note(&self, id: &str) -> Option<&str> {
+        self.notes.get(id).map(String::as_str)
+    }
+
     /// Forgets `id` (a container that ran long enough, or is gone).
     pub fn reset(&mut self, id: &str) {
         self.entries.remove(id);
+        self.notes.remove(id);
     }
 }
 

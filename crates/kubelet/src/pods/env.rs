@@ -223,7 +223,7 @@ impl Objects {
         Ok(found)
     }
 
-    async fn secret(
+    pub async fn secret(
         &mut self,
         client: &kube::Client,
         ns: &str,

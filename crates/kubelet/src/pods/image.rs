@@ -11,6 +11,8 @@ use super::status::Waiting;
 use crate::cri::{api, image_spec, Cri};
 
 pub const ERR_IMAGE_PULL: &str = "ErrImagePull";
+/// How long a failed pull shows as ErrImagePull before ImagePullBackOff.
+const ERR_IMAGE_PULL_SHOWN: std::time::Duration = std::time::Duration::from_secs(3);
 pub const IMAGE_PULL_BACKOFF: &str = "ImagePullBackOff";
 pub const ERR_IMAGE_NEVER_PULL: &str = "ErrImageNeverPull";
 pub const INVALID_IMAGE_NAME: &str = "InvalidImageName";
@@ -77,6 +79,17 @@ pub async fn ensure(
         _ => {}
     }
     let now = SystemTime::now();
+    // The failure stays ErrImagePull for a while (upstream shows it until its next sync), then
+    // ImagePullBackOff until the back-off ends.
+    let recent = backoff
+        .since_update(backoff_key, now)
+        .is_some_and(|d| d < ERR_IMAGE_PULL_SHOWN);
+    if let (true, Some(note)) = (recent, backoff.note(backoff_key)) {
+        return Ensured::Waiting(Waiting {
+            reason: ERR_IMAGE_PULL.into(),
+            message: note.to_string(),
+        });
+    }
     if backoff.in_backoff_since_update(backoff_key, now).is_some() {
         return Ensured::Waiting(Waiting {
             reason: IMAGE_PULL_BACKOFF.into(),
@@ -102,6 +115,7 @@ pub async fn ensure(
         }
         Err(e) => {
             backoff.next(backoff_key, now);
+            backoff.set_note(backoff_key, e.clone());
             Ensured::Waiting(Waiting {
                 reason: ERR_IMAGE_PULL.into(),
                 message: e,

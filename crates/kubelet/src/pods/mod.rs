@@ -20,7 +20,7 @@
 //! - `events`: Pulled/Created/Started/Killing/BackOff/Failed/Unhealthy events as the kubelet;
 //! - `sandbox`, `container`, `env`, `expand`, `hosts`: the CRI configs from the pod spec and the
 //!   pod's managed `/etc/hosts`;
-//! - `image`: pull policy, pulls and their back-off; `backoff`: crash-loop back-off;
+//! - `image`: pull policy, pulls and their back-off, with `pull_secrets`' credentials; `backoff`: crash-loop back-off;
 //! - `status`: the pod status from the runtime's state (`generateAPIPodStatus`);
 //! - `runtime`: what the runtime holds for one pod; `static_pods`: manifests and mirror pods.
 
@@ -31,6 +31,7 @@ mod events;
 mod expand;
 mod hosts;
 mod image;
+mod pull_secrets;
 mod runtime;
 mod sandbox;
 mod static_pods;

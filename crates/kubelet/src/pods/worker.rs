@@ -19,6 +19,7 @@ use super::env::{container_env, EnvInputs, Objects};
 use super::events::{self, EventType, EventType::Normal, EventType::Warning};
 use super::hosts;
 use super::image::{self, Ensured};
+use super::pull_secrets;
 use super::runtime::{attempt, container_name, is_exited, is_running, PodRuntime};
 use super::sandbox::{self, ids};
 use super::status::{self, qos_class, Observed, Waiting};
@@ -535,11 +536,13 @@ impl Worker {
             .map(|(_, c)| c.clone())
             .unwrap_or_default();
         let key = format!("{uid}/{}", c.name);
+        let image = c.image.as_deref().unwrap_or("");
+        let auth = pull_secrets::credentials(&ctx.client, objects, &self.pod, image).await;
         match image::ensure(
             &ctx.cri,
             c,
             &sandbox_config,
-            &[],
+            &auth,
             &mut self.image_backoff,
             &key,
         )
@@ -551,7 +554,7 @@ impl Worker {
                     image::IMAGE_PULL_BACKOFF => (Normal, "BackOff"),
                     _ => (Warning, "Failed"),
                 };
-                self.event(kind, reason, &w.message);
+                self.event_once(kind, reason, &w.message);
                 return Err(w);
             }
         }
