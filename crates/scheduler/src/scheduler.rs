@@ -283,9 +283,6 @@ fn queue_if_pending(shared: &Shared, s: &mut State, pod: Arc<Pod>, now: Instant)
     }
 }
 
-/// How many bindings (with their events) run at once; see [`schedule_loop`].
-const MAX_BINDINGS_IN_FLIGHT: usize = 32;
-
 /// Takes pods from the queue one at a time; bindings run concurrently in `binds`.
 async fn schedule_loop(shared: &Arc<Shared>) {
     let mut binds = JoinSet::new();
@@ -293,12 +290,6 @@ async fn schedule_loop(shared: &Arc<Shared>) {
     let mut last_metrics = Instant::now();
     loop {
         while binds.try_join_next().is_some() {}
-        // Each binding in flight holds its own HTTP/1.1 connection to the API server; beyond
-        // a few dozen they only add connections (and TLS handshakes) the server has no CPU to
-        // serve faster. The pods wait in the queue instead, assumed pods keep their nodes.
-        while binds.len() >= MAX_BINDINGS_IN_FLIGHT {
-            binds.join_next().await;
-        }
         let (pod, wakeup) = {
             let mut s = shared.lock();
             let now = Instant::now();
