@@ -190,7 +190,16 @@ fn server_runs_containerd_and_imports_its_image_dir() {
     std::fs::create_dir_all(&drop_dir).unwrap();
     std::fs::copy(images.join("pause.tar"), drop_dir.join("pause.tar")).unwrap();
     server.start();
-    let out = server.krust(&["images", "ls"]);
+    // The node agent imports the image dir in the background once the API server is up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let out = loop {
+        let out = server.krust(&["images", "ls"]);
+        let listed = out.status.success() && stdout(&out).contains("localhost/krust/pause:3.10 ");
+        if listed || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("localhost/krust/pause:3.10 "),
