@@ -9,6 +9,7 @@
 //! (k3s re-imports every tarball at every start; that costs seconds per image for nothing).
 
 mod archive;
+pub mod keyring;
 mod plan;
 mod reference;
 mod store;

@@ -124,15 +124,21 @@ pub async fn ensure(
     }
 }
 
+/// Pulls `image`: anonymously when no credential matched, else with each credential in turn
+/// until one works (upstream's `PullImage` in kuberuntime_image.go). The error is upstream's:
+/// the gRPC error as Go prints it, several joined as an aggregate.
 async fn pull(
     cri: &Cri,
     image: &str,
     sandbox: &api::PodSandboxConfig,
     auth: &[api::AuthConfig],
 ) -> Result<String, String> {
-    let mut attempts: Vec<Option<api::AuthConfig>> = auth.iter().cloned().map(Some).collect();
-    attempts.push(None);
-    let mut last = String::new();
+    let attempts: Vec<Option<api::AuthConfig>> = if auth.is_empty() {
+        vec![None]
+    } else {
+        auth.iter().cloned().map(Some).collect()
+    };
+    let mut errors: Vec<String> = Vec::new();
     for auth in attempts {
         let req = api::PullImageRequest {
             image: Some(image_spec(image)),
@@ -141,8 +147,25 @@ async fn pull(
         };
         match cri.images().pull_image(req).await {
             Ok(r) => return Ok(r.into_inner().image_ref),
-            Err(status) => last = status.message().to_string(),
+            Err(status) => {
+                let e = grpc_error(&status);
+                if !errors.contains(&e) {
+                    errors.push(e);
+                }
+            }
         }
     }
-    Err(format!("Failed to pull image \"{image}\": {last}"))
+    Err(match errors.as_slice() {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    })
+}
+
+/// A gRPC status as grpc-go's `status.Error` prints it (what upstream's kubelet shows).
+fn grpc_error(status: &tonic::Status) -> String {
+    let code = match status.code() {
+        tonic::Code::Cancelled => "Canceled".to_string(),
+        other => format!("{other:?}"),
+    };
+    format!("rpc error: code = {code} desc = {}", status.message())
 }
