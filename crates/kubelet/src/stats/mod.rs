@@ -6,9 +6,11 @@
 //! and statvfs, the runtime's image filesystem from CRI ImageFsInfo, pods and containers from
 //! CRI ListContainerStats / ListPodSandboxStats); [`resource_metrics`]`(&NodeContext) -> String`
 //! (never fails: a runtime error is `resource_scrape_error 1`); [`summary_of`] and
-//! [`render_resource_metrics`] for callers without a whole context; `Summary::only_cpu_and_memory`
+//! [`render_resource_metrics`] for callers without a whole context; [`cadvisor_metrics`]
+//! (`/metrics/cadvisor`, from CRI and the containers' cgroups); `Summary::only_cpu_and_memory`
 //! for `?only_cpu_and_memory=true`.
 
+mod cadvisor;
 mod node;
 mod pods;
 mod resource;
@@ -30,6 +32,11 @@ pub enum StatsError {
 /// The summary of the node and its pods.
 pub async fn summary(ctx: &NodeContext) -> Result<Summary, StatsError> {
     summary_of(&ctx.node_name, &ctx.cri, &ctx.layout).await
+}
+
+/// `/metrics/cadvisor`'s text (the runtime's containers with cAdvisor's names and labels).
+pub async fn cadvisor_metrics(ctx: &NodeContext) -> String {
+    cadvisor::metrics(&ctx.cri).await
 }
 
 /// `/metrics/resource`'s text.
