@@ -16,6 +16,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start: the server's many flags need no boxing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a control-plane node: datastore, API server and the node's components.
@@ -142,6 +144,25 @@ pub struct ServerArgs {
     /// (default memory.available<100Mi,nodefs.available<5%, k3s's).
     #[arg(long, value_name = "SIGNAL<VALUE,...")]
     pub eviction_hard: Option<String>,
+    /// Soft eviction thresholds (SIGNAL<VALUE,...), each needing a grace period.
+    #[arg(long, value_name = "SIGNAL<VALUE,...")]
+    pub eviction_soft: Option<String>,
+    /// How long each soft threshold must hold before pods are evicted (SIGNAL=DURATION,...).
+    #[arg(long, value_name = "SIGNAL=DURATION,...")]
+    pub eviction_soft_grace_period: Option<String>,
+    /// The grace period (seconds) of a pod evicted for a soft threshold.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub eviction_max_pod_grace_period: i64,
+    /// How long a pressure condition stays after the pressure ended (upstream's 5m).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub eviction_pressure_transition_period: String,
+    /// Graceful node shutdown: on SIGTERM/SIGINT end the node's pods within this duration
+    /// (e.g. 30s) before stopping, instead of leaving them running for the next start.
+    #[arg(long, value_name = "DURATION", default_value = "0")]
+    pub shutdown_grace_period: String,
+    /// The part of --shutdown-grace-period kept for critical pods, which end last.
+    #[arg(long, value_name = "DURATION", default_value = "0")]
+    pub shutdown_grace_period_critical_pods: String,
     /// Accept the legacy static password file (credentials/basic_auth.csv).
     #[arg(long)]
     pub basic_auth: bool,

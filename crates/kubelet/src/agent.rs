@@ -2,11 +2,14 @@
 //! or an existing one at `--container-runtime-endpoint`), the images dropped into
 //! `<data-dir>/images/`, the kubelet's API client (its kubeconfig, `system:node:<name>`), and
 //! the parts that run on them: the kubelet API ([`server`](crate::server)), the Node and its
-//! lease ([`node`](crate::node)), the pod lifecycle ([`pods`](crate::pods)).
+//! lease ([`node`](crate::node)), the pod lifecycle ([`pods`](crate::pods)), node-pressure
+//! eviction ([`eviction`](crate::eviction)) and container log rotation
+//! ([`logs::spawn_rotation`](crate::logs::spawn_rotation)).
 //!
 //! [`start`] brings them up in that order; [`Agent::stop`] stops them in reverse and leaves the
 //! pods' containers running in their shims (a managed containerd stops, its shims do not), so a
-//! restarted agent adopts them.
+//! restarted agent adopts them. [`Agent::shutdown`] is the node going down
+//! ([`shutdown`](crate::shutdown)): pods are ended first.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,7 +19,9 @@ use std::time::Duration;
 use crate::containerd::{self, Runtime};
 use crate::context::NodeContext;
 use crate::cri::Cri;
+use crate::eviction::{self, EvictionManager};
 use crate::layout::Layout;
+use crate::logs::{self, RotationPolicy};
 use crate::node::{self, NodeAgent, NodeConfig};
 use crate::pods::{self, Pods};
 use crate::server::{self, ServerHandle};
@@ -39,6 +44,10 @@ pub struct AgentConfig {
     pub node: NodeConfig,
     /// The kubelet API's listeners and certificates; `None` serves no kubelet API.
     pub server: Option<server::Config>,
+    /// Node-pressure eviction; `None` runs no eviction manager.
+    pub eviction: Option<eviction::Config>,
+    /// containerLogMaxSize / containerLogMaxFiles.
+    pub log_rotation: RotationPolicy,
 }
 
 impl AgentConfig {
@@ -52,6 +61,8 @@ impl AgentConfig {
             containerd_metrics: None,
             node: NodeConfig::new(data_dir),
             server: None,
+            eviction: Some(eviction::Config::default()),
+            log_rotation: RotationPolicy::default(),
         }
     }
 }
@@ -75,7 +86,12 @@ pub struct Agent {
     server: Option<ServerHandle>,
     node: NodeAgent,
     pods: Pods,
+    eviction: Option<EvictionManager>,
+    log_rotation: tokio::task::JoinHandle<()>,
 }
+
+/// Upstream's containerLogMonitorInterval.
+const LOG_ROTATION_PERIOD: Duration = Duration::from_secs(10);
 
 /// Starts the runtime, imports the image dir, and starts the node and pod loops.
 pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
@@ -115,8 +131,20 @@ pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
         },
         None => None,
     };
-    let node = node::spawn(ctx.clone(), config.node.clone());
     let pods = pods::spawn(ctx.clone());
+    let eviction = config
+        .eviction
+        .clone()
+        .map(|c| eviction::spawn(ctx.clone(), c, pods.killer()));
+    let mut node_config = config.node.clone();
+    node_config.pressure = eviction.as_ref().map(|e| e.pressure());
+    let node = node::spawn(ctx.clone(), node_config);
+    let log_rotation = logs::spawn_rotation(
+        ctx.cri.clone(),
+        ctx.layout.clone(),
+        config.log_rotation,
+        LOG_ROTATION_PERIOD,
+    );
     tracing::info!(node = %config.node_name, socket = %runtime.socket().display(), "node agent started");
     Ok(Agent {
         ctx,
@@ -124,6 +152,8 @@ pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
         server,
         node,
         pods,
+        eviction,
+        log_rotation,
     })
 }
 
@@ -155,10 +185,26 @@ impl Agent {
         self.node.registered(limit).await
     }
 
+    /// The node is going down (upstream's graceful node shutdown): the node loops stop, the Node
+    /// turns NotReady, the pods are ended within the grace periods, then the agent stops.
+    pub async fn shutdown(mut self, config: crate::shutdown::Config) {
+        if let Some(e) = self.eviction.take() {
+            e.stop().await;
+        }
+        let node = std::mem::replace(&mut self.node, NodeAgent::stopped());
+        node.stop().await;
+        crate::shutdown::run(&self.ctx, &self.pods.killer(), config).await;
+        self.stop().await;
+    }
+
     /// Stops the pod and node loops and a managed containerd; containers keep running.
     pub async fn stop(self) {
         if let Some(server) = self.server {
             server.stop().await;
+        }
+        self.log_rotation.abort();
+        if let Some(e) = self.eviction {
+            e.stop().await;
         }
         self.pods.stop().await;
         self.node.stop().await;

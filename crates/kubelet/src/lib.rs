@@ -11,7 +11,8 @@
 //!
 //! [`agent`] starts all of it as one piece. What it does: [`node`] (the Node object and its
 //! lease), [`network`] (the pods' CNI configuration from the node's pod CIDR), [`pods`] (the
-//! pod lifecycle),
+//! pod lifecycle), [`eviction`] (node-pressure eviction and the pressure conditions),
+//! [`shutdown`] (graceful node shutdown),
 //! [`volumes`], [`probes`], and [`server`] (the kubelet API on 10250/10255/10248), which serves
 //! [`logs`] (containers' CRI log files read as upstream) and [`stats`] (`/stats/summary`,
 //! `/metrics/resource`).
@@ -20,6 +21,7 @@ pub mod agent;
 pub mod containerd;
 pub mod context;
 pub mod cri;
+pub mod eviction;
 mod grpc;
 pub mod images;
 pub mod labels;
@@ -31,5 +33,6 @@ pub mod pods;
 pub mod probes;
 pub mod proto;
 pub mod server;
+pub mod shutdown;
 pub mod stats;
 pub mod volumes;

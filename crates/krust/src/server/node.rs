@@ -12,8 +12,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::{watcher, WatchStreamExt};
 use kubelet::agent::{Agent, AgentConfig};
 use ports::Service;
 
@@ -32,6 +34,8 @@ pub const EVICTION_HARD: &str = "memory.available<100Mi,nodefs.available<5%";
 pub struct NodeAgent {
     agent: Agent,
     labeller: tokio::task::JoinHandle<()>,
+    /// Set by --shutdown-grace-period: a stop is a node shutdown that ends the pods.
+    shutdown: Option<kubelet::shutdown::Config>,
 }
 
 /// Starts the node agent unless `--disable-agent`.
@@ -62,19 +66,62 @@ pub async fn start(
     config.node.eviction_hard = thresholds
         .parse()
         .map_err(|e| anyhow::anyhow!("--eviction-hard {thresholds:?}: {e}"))?;
+    config.eviction = Some(eviction_config(args, thresholds)?);
+    let shutdown = shutdown_config(args)?;
     let agent = kubelet::agent::start(config)
         .await
         .context("cannot start the node agent (--disable-agent runs the control plane alone)")?;
     let admin = admin_client(data_dir).await?;
     let labeller = tokio::spawn(label_control_plane(admin, settings.node_name.clone()));
-    Ok(Some(NodeAgent { agent, labeller }))
+    Ok(Some(NodeAgent {
+        agent,
+        labeller,
+        shutdown,
+    }))
 }
 
-/// Stops the node agent (its containers keep running in their shims).
+fn duration(flag: &str, value: &str) -> Result<Duration> {
+    kubelet::eviction::thresholds::go_duration(value)
+        .ok_or_else(|| anyhow::anyhow!("{flag} {value:?} is not a duration (e.g. 30s, 1m30s)"))
+}
+
+fn eviction_config(args: &ServerArgs, hard: &str) -> Result<kubelet::eviction::Config> {
+    let thresholds = kubelet::eviction::thresholds::parse(
+        hard,
+        args.eviction_soft.as_deref().unwrap_or(""),
+        args.eviction_soft_grace_period.as_deref().unwrap_or(""),
+    )
+    .map_err(|e| anyhow::anyhow!("eviction thresholds: {e}"))?;
+    Ok(kubelet::eviction::Config {
+        thresholds,
+        pressure_transition_period: duration(
+            "--eviction-pressure-transition-period",
+            &args.eviction_pressure_transition_period,
+        )?,
+        max_pod_grace_period: args.eviction_max_pod_grace_period.max(0),
+        ..Default::default()
+    })
+}
+
+fn shutdown_config(args: &ServerArgs) -> Result<Option<kubelet::shutdown::Config>> {
+    let total = duration("--shutdown-grace-period", &args.shutdown_grace_period)?;
+    let critical = duration(
+        "--shutdown-grace-period-critical-pods",
+        &args.shutdown_grace_period_critical_pods,
+    )?;
+    let config = kubelet::shutdown::Config::new(total, critical)?;
+    Ok(config.enabled().then_some(config))
+}
+
+/// Stops the node agent: its containers keep running in their shims, unless
+/// --shutdown-grace-period makes the stop a graceful node shutdown that ends them first.
 pub async fn stop(node: Option<NodeAgent>) {
     if let Some(node) = node {
         node.labeller.abort();
-        node.agent.stop().await;
+        match node.shutdown {
+            Some(config) => node.agent.shutdown(config).await,
+            None => node.agent.stop().await,
+        }
     }
 }
 
@@ -86,17 +133,41 @@ async fn admin_client(data_dir: &Path) -> Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
-/// Labels the server's node as the control plane once the agent registered it.
+/// Labels the server's node as the control plane once the agent registered it, and again
+/// whenever the node shows up without the label (deleted and registered again by the agent).
 async fn label_control_plane(admin: kube::Client, node: String) {
     let nodes: Api<Node> = Api::all(admin);
+    let config = watcher::Config::default().fields(&format!("metadata.name={node}"));
+    let mut events = watcher::watcher(nodes.clone(), config)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(n) if !has_control_plane_label(&n) => label(&nodes, &node).await,
+            Ok(_) => {}
+            Err(e) => tracing::debug!(%node, "node watch for the control-plane label: {e}"),
+        }
+    }
+}
+
+fn has_control_plane_label(node: &Node) -> bool {
+    node.metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(CONTROL_PLANE_LABEL))
+}
+
+async fn label(nodes: &Api<Node>, node: &str) {
     let patch = serde_json::json!({"metadata": {"labels": {CONTROL_PLANE_LABEL: ""}}});
     let mut delay = Duration::from_millis(200);
-    loop {
+    for _ in 0..10 {
         match nodes
-            .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
             Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 404 => return,
             Err(e) => tracing::debug!(%node, "cannot label the node yet: {e}"),
         }
         tokio::time::sleep(delay).await;

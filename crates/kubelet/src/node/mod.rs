@@ -63,6 +63,8 @@ pub struct NodeConfig {
     pub lease_duration_seconds: i32,
     /// Where the CNI configuration goes once the node has a pod CIDR.
     pub network: PodNetwork,
+    /// The eviction manager's pressure conditions (a change updates the status at once).
+    pub pressure: Option<watch::Receiver<crate::eviction::Pressure>>,
 }
 
 impl NodeConfig {
@@ -78,6 +80,7 @@ impl NodeConfig {
             lease_duration_seconds: 40,
             eviction_hard: Default::default(),
             network: PodNetwork::new(data_dir),
+            pressure: None,
         }
     }
 
@@ -106,6 +109,17 @@ impl NodeAgent {
         tokio::time::timeout(limit, rx.wait_for(|r| *r))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// A handle whose loops already ended (what is left once [`NodeAgent::stop`] ran).
+    pub fn stopped() -> NodeAgent {
+        let (stop, _) = watch::channel(true);
+        let (_, registered) = watch::channel(false);
+        NodeAgent {
+            stop,
+            task: tokio::spawn(async {}),
+            registered,
+        }
     }
 
     /// Stops renewing the lease and updating the status; the Node stays.
@@ -246,6 +260,7 @@ pub async fn observe(ctx: &NodeContext, config: &NodeConfig) -> Observed {
         memory_available: machine::meminfo("MemAvailable"),
         nodefs: machine::filesystem(&config.data_dir),
         images,
+        pressure: config.pressure.as_ref().map(|p| *p.borrow()),
     }
 }
 
@@ -284,6 +299,7 @@ async fn status_loop(
     let api: Api<Node> = Api::all(ctx.client.clone());
     let mut last_report: Option<Instant> = None;
     let mut network_written = false;
+    let mut pressure = config.pressure.clone();
     loop {
         match sync_status(&ctx, &config, &machine, &api, &mut last_report).await {
             Ok(Some(cidr)) => match config.network.write(&cidr) {
@@ -301,8 +317,21 @@ async fn status_loop(
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = pressure_changed(&mut pressure) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+/// Resolves when the eviction manager's pressure changes; never without one (or once it ended).
+async fn pressure_changed(pressure: &mut Option<watch::Receiver<crate::eviction::Pressure>>) {
+    let ended = match pressure {
+        Some(rx) => rx.changed().await.is_err(),
+        None => true,
+    };
+    if ended {
+        *pressure = None;
+        std::future::pending::<()>().await
     }
 }
 

@@ -55,7 +55,7 @@ impl std::str::FromStr for Thresholds {
     type Err = String;
 
     /// `memory.available<100Mi,nodefs.available<10%` (signals not given keep upstream's
-    /// defaults; other signals are refused).
+    /// defaults; the other eviction signals are the eviction manager's, not allocatable's).
     fn from_str(s: &str) -> Result<Thresholds, String> {
         let mut out = Thresholds::default();
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -66,7 +66,9 @@ impl std::str::FromStr for Thresholds {
                 .ok_or_else(|| format!("{value:?} is neither a quantity nor a percentage"))?;
             match signal.trim() {
                 "memory.available" => out.memory_available = threshold,
-                "nodefs.available" | "imagefs.available" => out.nodefs_available = threshold,
+                "nodefs.available" => out.nodefs_available = threshold,
+                "nodefs.inodesFree" | "imagefs.available" | "imagefs.inodesFree"
+                | "pid.available" => {}
                 other => return Err(format!("unsupported eviction signal {other:?}")),
             }
         }
@@ -111,6 +113,9 @@ pub struct Observed {
     /// The data dir's filesystem now.
     pub nodefs: Option<Filesystem>,
     pub images: Vec<ContainerImage>,
+    /// The eviction manager's pressure conditions; without one, memory and disk pressure are
+    /// the hard thresholds compared with what was observed.
+    pub pressure: Option<crate::eviction::Pressure>,
 }
 
 /// What the node says about itself that is configured rather than observed.
@@ -171,11 +176,11 @@ pub fn disk_pressure(observed: &Observed, thresholds: &Thresholds) -> bool {
 /// stays and stamping `now` as the heartbeat.
 pub fn conditions(
     observed: &Observed,
-    pressure: (bool, bool),
+    pressure: crate::eviction::Pressure,
     old: &[NodeCondition],
     now: Timestamp,
 ) -> Vec<NodeCondition> {
-    let (memory_pressure, disk_pressure) = pressure;
+    let (memory_pressure, disk_pressure) = (pressure.memory, pressure.disk);
     let memory = if memory_pressure {
         (
             "True",
@@ -202,11 +207,19 @@ pub fn conditions(
             "kubelet has no disk pressure",
         )
     };
-    let pid = (
-        "False",
-        "KubeletHasSufficientPID",
-        "kubelet has sufficient PID available",
-    );
+    let pid = if pressure.pid {
+        (
+            "True",
+            "KubeletHasInsufficientPID",
+            "kubelet has insufficient PID available",
+        )
+    } else {
+        (
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+        )
+    };
     let not_ready = aggregate(&observed.runtime_errors);
     let ready = match &not_ready {
         None => ("True", "KubeletReady", "kubelet is posting ready status"),
@@ -257,10 +270,11 @@ pub fn desired(
     let old_conditions = old
         .and_then(|s| s.conditions.as_deref())
         .unwrap_or_default();
-    let pressure = (
-        memory_pressure(observed, machine, &identity.thresholds),
-        disk_pressure(observed, &identity.thresholds),
-    );
+    let pressure = observed.pressure.unwrap_or(crate::eviction::Pressure {
+        memory: memory_pressure(observed, machine, &identity.thresholds),
+        disk: disk_pressure(observed, &identity.thresholds),
+        pid: false,
+    });
     NodeStatus {
         capacity: Some(capacity(machine, identity.max_pods)),
         allocatable: Some(allocatable(
@@ -378,7 +392,16 @@ mod tests {
             memory_available: Some(50 * 1024 * 1024),
             ..Default::default()
         };
-        let first = conditions(&not_ready, (true, false), &[], t0);
+        let first = conditions(
+            &not_ready,
+            crate::eviction::Pressure {
+                memory: true,
+                disk: false,
+                pid: false,
+            },
+            &[],
+            t0,
+        );
         let types: Vec<_> = first.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(
             types,
@@ -401,7 +424,16 @@ mod tests {
             memory_available: Some(50 * 1024 * 1024),
             ..Default::default()
         };
-        let second = conditions(&ready, (true, false), &first, t1);
+        let second = conditions(
+            &ready,
+            crate::eviction::Pressure {
+                memory: true,
+                disk: false,
+                pid: false,
+            },
+            &first,
+            t1,
+        );
         assert_eq!(second[3].reason.as_deref(), Some("KubeletReady"));
         assert_eq!(
             second[3].message.as_deref(),
@@ -419,7 +451,8 @@ mod tests {
             .unwrap();
         assert_eq!(t.memory_available, Threshold::Bytes(200 << 20));
         assert_eq!(t.nodefs_available, Threshold::Percent(5.0));
-        assert!("pid.available<10%".parse::<Thresholds>().is_err());
+        assert!("cpu.available<10%".parse::<Thresholds>().is_err());
+        assert!("pid.available<10%".parse::<Thresholds>().is_ok());
         assert!("memory.available=1".parse::<Thresholds>().is_err());
         assert!("nodefs.available<150%".parse::<Thresholds>().is_err());
         let fs = Filesystem {

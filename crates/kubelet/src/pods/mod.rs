@@ -59,6 +59,40 @@ use worker::Update;
 
 pub use static_pods::MIRROR_ANNOTATION;
 
+/// How a pod is ended on the kubelet's own decision (eviction, an active deadline, a node
+/// shutdown), as upstream's `killPodNow` with a status function: phase Failed with this reason
+/// and message.
+#[derive(Debug, Clone)]
+pub struct Termination {
+    /// `Evicted`, `DeadlineExceeded`, `Terminated`.
+    pub reason: String,
+    pub message: String,
+    /// The containers' grace period; the pod's own when `None`.
+    pub grace_seconds: Option<i64>,
+    /// A Warning event of the reason and message (else a Normal one).
+    pub warning_event: bool,
+    /// The pod gets the `DisruptionTarget` condition (reason `TerminationByKubelet`).
+    pub disruption_target: bool,
+}
+
+type KillRequest = (String, Termination, tokio::sync::oneshot::Sender<()>);
+
+/// Ends pods by UID through their workers (for the eviction and shutdown managers).
+#[derive(Clone)]
+pub struct Killer(tokio::sync::mpsc::UnboundedSender<KillRequest>);
+
+impl Killer {
+    /// Ends the pod of `uid`; true once its containers are stopped and its status written,
+    /// false when no worker runs it.
+    pub async fn kill(&self, uid: &str, termination: Termination) -> bool {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        if self.0.send((uid.to_string(), termination, done)).is_err() {
+            return false;
+        }
+        finished.await.is_ok()
+    }
+}
+
 /// How often the runtime's containers are listed for changes.
 const RELIST: Duration = Duration::from_secs(1);
 /// How often static pods, orphaned sandboxes and the node's address are looked at.
@@ -179,9 +213,15 @@ fn service_env(services: &[Service]) -> Vec<(String, String)> {
 pub struct Pods {
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    killer: Killer,
 }
 
 impl Pods {
+    /// What ends pods on the kubelet's own decision.
+    pub fn killer(&self) -> Killer {
+        self.killer.clone()
+    }
+
     /// Stops watching and syncing; containers keep running.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
@@ -192,6 +232,7 @@ impl Pods {
 /// Starts the pod lifecycle for `ctx.node_name`.
 pub fn spawn(ctx: Arc<NodeContext>) -> Pods {
     let (shutdown, stopped) = watch::channel(false);
+    let (kill_tx, kill_rx) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         let (probes, probe_events) = ProbeManager::new(ctx.cri.clone());
         let shared = Arc::new(Shared {
@@ -209,9 +250,13 @@ pub fn spawn(ctx: Arc<NodeContext>) -> Pods {
             static_uids: HashSet::new(),
             mirrors: HashMap::new(),
         };
-        dispatcher.run(stopped, probe_events).await;
+        dispatcher.run(stopped, probe_events, kill_rx).await;
     });
-    Pods { shutdown, task }
+    Pods {
+        shutdown,
+        task,
+        killer: Killer(kill_tx),
+    }
 }
 
 async fn node_info(ctx: &NodeContext) -> NodeInfo {
@@ -253,7 +298,7 @@ fn node_ip(node: &Node) -> Option<String> {
 struct WorkerHandle {
     updates: watch::Sender<Update>,
     poke: Arc<Notify>,
-    kills: tokio::sync::mpsc::UnboundedSender<worker::Kill>,
+    kills: tokio::sync::mpsc::UnboundedSender<worker::Order>,
     task: JoinHandle<()>,
 }
 
@@ -274,6 +319,7 @@ impl Dispatcher {
         &mut self,
         mut stopped: watch::Receiver<bool>,
         mut probe_events: tokio::sync::mpsc::UnboundedReceiver<ProbeEvent>,
+        mut pod_kills: tokio::sync::mpsc::UnboundedReceiver<KillRequest>,
     ) {
         let ctx = self.shared.ctx.clone();
         let api: Api<Pod> = Api::all(ctx.client.clone());
@@ -330,6 +376,12 @@ impl Dispatcher {
                     None => break,
                 },
                 Some(event) = probe_events.recv() => self.probe_event(event),
+                Some((uid, termination, done)) = pod_kills.recv() => {
+                    // Without a worker the request (and `done`) is dropped: nothing to end.
+                    if let Some(w) = self.workers.get(&uid) {
+                        let _ = w.kills.send(worker::Order::Pod(termination, done));
+                    }
+                }
                 _ = relist.tick() => self.relist().await,
                 _ = housekeeping.tick() => self.housekeeping(synced).await,
             }
@@ -361,6 +413,7 @@ impl Dispatcher {
             kills: kill_rx,
             shutdown: self.shutdown.clone(),
         };
+        tracing::debug!(pod = %key(&pod).1, uid = %uid, "pod worker started");
         let task = tokio::spawn(worker::run(self.shared.clone(), pod, inputs));
         self.workers.insert(
             uid,
@@ -399,12 +452,12 @@ impl Dispatcher {
 
     fn kill(&mut self, uid: &str, container: &str, id: String, probe_message: String, probe: &str) {
         if let Some(w) = self.workers.get(uid) {
-            let _ = w.kills.send(worker::Kill {
+            let _ = w.kills.send(worker::Order::Container(worker::Kill {
                 container: container.to_string(),
                 container_id: id,
                 probe_message,
                 message: format!("Container {container} failed {probe} probe, will be restarted"),
-            });
+            }));
         }
     }
 

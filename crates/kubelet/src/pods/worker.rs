@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use k8s_openapi::api::core::v1::PodCondition;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::Api;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use super::backoff::Backoff;
@@ -23,7 +24,7 @@ use super::pull_secrets;
 use super::runtime::{attempt, container_name, is_exited, is_running, PodRuntime};
 use super::sandbox::{self, ids};
 use super::status::{self, qos_class, Observed, Waiting};
-use super::Shared;
+use super::{Shared, Termination};
 use crate::cri::api;
 use crate::layout::Layout;
 use crate::volumes::PodVolumes;
@@ -40,8 +41,8 @@ pub struct Inputs {
     pub updates: watch::Receiver<Update>,
     /// The runtime or the probes saw something change.
     pub poke: Arc<Notify>,
-    /// Containers to kill (failed liveness or startup probes).
-    pub kills: mpsc::UnboundedReceiver<Kill>,
+    /// Containers to kill (failed liveness or startup probes) and pods to end.
+    pub kills: mpsc::UnboundedReceiver<Order>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -53,6 +54,13 @@ pub struct Kill {
     pub probe_message: String,
     /// Upstream's Killing message ("Container main failed liveness probe, will be restarted").
     pub message: String,
+}
+
+/// What the worker is told to kill.
+pub enum Order {
+    Container(Kill),
+    /// End the pod as Failed; `done` is answered once its containers stopped.
+    Pod(Termination, oneshot::Sender<()>),
 }
 
 /// What the worker knows of its pod from the API.
@@ -71,6 +79,8 @@ pub struct Worker {
     image_backoff: Backoff,
     waiting: HashMap<String, Waiting>,
     terminal: Option<String>,
+    /// Why the kubelet ended the pod (its status reason and message).
+    ended: Option<Termination>,
     start_time: Option<Time>,
     /// The status last written and the pod's resourceVersion then.
     written: Option<(serde_json::Value, Option<String>)>,
@@ -109,6 +119,7 @@ pub async fn run(shared: Arc<Shared>, pod: Arc<Pod>, inputs: Inputs) {
         image_backoff: Backoff::default(),
         waiting: HashMap::new(),
         terminal,
+        ended: None,
         start_time: None,
         written: None,
         sandbox_config: None,
@@ -122,7 +133,13 @@ pub async fn run(shared: Arc<Shared>, pod: Arc<Pod>, inputs: Inputs) {
             _ = shutdown.changed() => return,
             changed = updates.changed() => if changed.is_err() { return },
             _ = poke.notified() => {}
-            Some(kill) = kills.recv() => worker.kill(kill).await,
+            Some(order) = kills.recv() => match order {
+                Order::Container(kill) => worker.kill(kill).await,
+                Order::Pod(termination, done) => {
+                    worker.end(termination).await;
+                    let _ = done.send(());
+                }
+            },
             _ = tokio::time::sleep_until(wake) => {}
         }
         if *shutdown.borrow() {
@@ -190,6 +207,16 @@ impl Worker {
         let uid = uid.to_string();
         let mut runtime = PodRuntime::read(&ctx.cri, &uid).await?;
         let mut next = RESYNC;
+        if self.terminal.is_none() {
+            match self.active_deadline() {
+                Some(Err(deadline)) => {
+                    self.end(deadline).await;
+                    return Ok(RESYNC);
+                }
+                Some(Ok(left)) => next = next.min(left),
+                None => {}
+            }
+        }
         if self.terminal.is_some() {
             self.stop_sandboxes(&runtime).await;
             self.write_status(&runtime, None, false).await?;
@@ -514,7 +541,12 @@ impl Worker {
                 self.waiting.remove(&c.name);
             }
             Err(w) => {
-                tracing::info!(pod = %self.name(), container = %c.name, reason = %w.reason, message = %w.message, "container not started");
+                // Said once per reason: a container waiting on an image is tried every second.
+                if self.waiting.get(&c.name).map(|o| &o.reason) != Some(&w.reason) {
+                    tracing::info!(pod = %self.name(), container = %c.name, reason = %w.reason, message = %w.message, "container not started");
+                } else {
+                    tracing::debug!(pod = %self.name(), container = %c.name, reason = %w.reason, "container still not started");
+                }
                 self.waiting.insert(c.name.clone(), w);
             }
         }
@@ -710,6 +742,69 @@ impl Worker {
             .max(MIN_GRACE)
     }
 
+    /// Upstream's active deadline handler: how long the pod may still run, or its termination
+    /// once `startTime + activeDeadlineSeconds` passed; `None` without a deadline or a start.
+    fn active_deadline(&self) -> Option<Result<Duration, Termination>> {
+        let seconds = self.pod.spec.as_ref()?.active_deadline_seconds?;
+        let start = self
+            .start_time
+            .clone()
+            .or_else(|| self.pod.status.as_ref()?.start_time.clone())?;
+        let elapsed =
+            k8s_openapi::jiff::Timestamp::now().as_millisecond() - start.0.as_millisecond();
+        let left = seconds.saturating_mul(1000) - elapsed;
+        if left >= 0 {
+            // Woken just after the deadline rather than at the next resync.
+            return Some(Ok(Duration::from_millis(left as u64 + 100)));
+        }
+        Some(Err(Termination {
+            reason: "DeadlineExceeded".into(),
+            message: "Pod was active on the node longer than the specified deadline".into(),
+            grace_seconds: None,
+            warning_event: false,
+            disruption_target: false,
+        }))
+    }
+
+    /// Ends the pod on the kubelet's decision (upstream's killPodNow with a status function):
+    /// its event, its containers stopped within the grace period (preStop hooks run), its
+    /// sandboxes stopped, and phase Failed with the termination's reason and message written.
+    async fn end(&mut self, termination: Termination) {
+        if self.terminal.is_some() || self.gone {
+            return;
+        }
+        let kind = if termination.warning_event {
+            Warning
+        } else {
+            Normal
+        };
+        self.event(kind, &termination.reason, &termination.message);
+        tracing::info!(pod = %self.name(), reason = %termination.reason, "{}", termination.message);
+        let grace = self.grace_seconds(termination.grace_seconds);
+        let ctx = self.shared.ctx.clone();
+        let uid = ids(&self.pod).2.to_string();
+        self.terminal = Some("Failed".into());
+        self.ended = Some(termination);
+        let Ok(runtime) = PodRuntime::read(&ctx.cri, &uid).await else {
+            return;
+        };
+        let specs: Vec<(String, Option<Container>)> = runtime
+            .running()
+            .map(|c| (c.id.clone(), self.container_spec(container_name(c))))
+            .collect();
+        let stops = specs
+            .iter()
+            .map(|(id, spec)| self.stop_container(id, spec.as_ref(), grace));
+        futures::future::join_all(stops).await;
+        self.shared.probes.remove_pod(&uid);
+        if let Ok(runtime) = PodRuntime::read(&ctx.cri, &uid).await {
+            self.stop_sandboxes(&runtime).await;
+            if let Err(e) = self.write_status(&runtime, None, false).await {
+                tracing::warn!(pod = %self.name(), error = %e, "writing the ended pod's status failed; retried at the next sync");
+            }
+        }
+    }
+
     /// Stops the pod's containers within its grace period, removes its sandboxes, and deletes
     /// the pod object (grace 0, on its UID) when it still exists, as upstream's status manager.
     async fn terminate(&mut self) -> anyhow::Result<()> {
@@ -817,8 +912,9 @@ impl Worker {
             terminal: terminal.as_deref(),
             start_time: self.start_time.clone(),
         };
-        let generated = status::generate(&obs, old.as_ref());
+        let mut generated = status::generate(&obs, old.as_ref());
         drop(obs);
+        self.ended_status(&mut generated, old.as_ref());
         if terminal.is_none() {
             if let Some(p @ ("Succeeded" | "Failed")) = generated.phase.as_deref() {
                 self.terminal = Some(p.to_string());
@@ -849,6 +945,37 @@ impl Worker {
         }
         self.written = Some((value, rv));
         Ok(())
+    }
+}
+
+impl Worker {
+    /// The reason and message of a pod the kubelet ended (kept from the API's status after an
+    /// agent restart), and its DisruptionTarget condition.
+    fn ended_status(
+        &self,
+        generated: &mut k8s_openapi::api::core::v1::PodStatus,
+        old: Option<&k8s_openapi::api::core::v1::PodStatus>,
+    ) {
+        let Some(t) = &self.ended else {
+            if self.terminal.is_some() {
+                generated.reason = old.and_then(|o| o.reason.clone());
+                generated.message = old.and_then(|o| o.message.clone());
+            }
+            return;
+        };
+        generated.reason = Some(t.reason.clone());
+        generated.message = Some(t.message.clone());
+        let conditions = generated.conditions.get_or_insert_with(Vec::new);
+        if t.disruption_target && !conditions.iter().any(|c| c.type_ == "DisruptionTarget") {
+            conditions.push(PodCondition {
+                type_: "DisruptionTarget".into(),
+                status: "True".into(),
+                reason: Some("TerminationByKubelet".into()),
+                message: Some(t.message.clone()),
+                last_transition_time: Some(status::now()),
+                ..Default::default()
+            });
+        }
     }
 }
 

@@ -1,0 +1,68 @@
+//! What each signal observes now, from the stats summary (upstream's `makeSignalObservations`):
+//! memory.available is the node's capacity less its working set, the filesystems are the data
+//! dir's (nodefs) and the runtime's image filesystem (imagefs), pid.available is the kernel's
+//! pid_max less the processes running.
+
+use std::collections::BTreeMap;
+
+use super::thresholds::Signal;
+use crate::stats::Summary;
+
+/// One signal's observation: what is available of what capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observation {
+    pub available: u64,
+    pub capacity: u64,
+}
+
+pub type Observations = BTreeMap<Signal, Observation>;
+
+pub fn observe(summary: &Summary) -> Observations {
+    let mut out = Observations::new();
+    let mut put = |signal, available: Option<u64>, capacity: Option<u64>| {
+        if let (Some(available), Some(capacity)) = (available, capacity) {
+            out.insert(
+                signal,
+                Observation {
+                    available,
+                    capacity,
+                },
+            );
+        }
+    };
+    let node = &summary.node;
+    if let Some(m) = &node.memory {
+        let capacity = m
+            .available_bytes
+            .zip(m.working_set_bytes)
+            .map(|(a, w)| a + w);
+        put(Signal::MemoryAvailable, m.available_bytes, capacity);
+    }
+    if let Some(fs) = &node.fs {
+        put(
+            Signal::NodeFsAvailable,
+            fs.available_bytes,
+            fs.capacity_bytes,
+        );
+        put(Signal::NodeFsInodesFree, fs.inodes_free, fs.inodes);
+    }
+    if let Some(fs) = node.runtime.as_ref().and_then(|r| r.image_fs.as_ref()) {
+        put(
+            Signal::ImageFsAvailable,
+            fs.available_bytes,
+            fs.capacity_bytes,
+        );
+        put(Signal::ImageFsInodesFree, fs.inodes_free, fs.inodes);
+    }
+    if let Some(r) = &node.rlimit {
+        if let (Some(max), Some(cur)) = (r.maxpid, r.curproc) {
+            let max = max.max(0) as u64;
+            put(
+                Signal::PidAvailable,
+                Some(max.saturating_sub(cur.max(0) as u64)),
+                Some(max),
+            );
+        }
+    }
+    out
+}
