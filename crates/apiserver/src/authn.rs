@@ -11,6 +11,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use thiserror::Error;
 
+pub mod bootstrap;
+
 use crate::config::Config;
 use crate::serviceaccount_tokens::{
     self, KubernetesClaim, ObjectRef, SigningKeyError, TokenIssuer,
@@ -190,6 +192,11 @@ impl Authenticator {
             }
             let user = UserInfo::authenticated(e.user.clone(), e.uid.clone(), e.groups.clone());
             return Some((user, audiences));
+        }
+        if bootstrap::parse(token).is_some() {
+            let user = bootstrap::authenticate(&self.store, token).await?;
+            let audiences = intersect(&self.audiences, wanted);
+            return (!audiences.is_empty()).then_some((user, audiences));
         }
         self.service_account(token, wanted).await
     }

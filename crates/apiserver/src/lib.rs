@@ -15,6 +15,7 @@ mod audit;
 pub mod authn;
 pub mod authorization;
 pub mod authz;
+mod certificates;
 mod config;
 mod content;
 mod conversion;

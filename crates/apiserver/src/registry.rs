@@ -176,6 +176,7 @@ impl Registry {
             return Err(custom.terminating_error(res));
         }
         strategy::prepare_create(res, &mut obj);
+        crate::certificates::prepare_create(res, &mut obj, self.requester.as_ref());
         let generate = obj["metadata"]["generateName"]
             .as_str()
             .unwrap_or("")

@@ -146,6 +146,7 @@ pub static RESOURCES: &[Resource] = &[
         generation: true,
         ..resource!("batch", "v1", "CronJob", "cronjobs", "cronjob", true, sub &["status"], short &["cj"], cat ALL, storage "cronjobs")
     },
+    resource!("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", "certificatesigningrequest", false, sub &["status", "approval"], short &["csr"], cat NONE, storage "certificatesigningrequests"),
     Resource {
         generation: true,
         ..resource!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false, sub NONE, short NONE, cat NONE, storage "ingressclasses")

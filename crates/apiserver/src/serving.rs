@@ -370,6 +370,7 @@ fn tls_config(config: &Config) -> Result<rustls::ServerConfig, ServeError> {
             path: config.tls_key.display().to_string(),
             what: "private key",
         })?;
+    let certs = with_client_ca(certs, config)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
     let builder = match &config.client_ca {
@@ -392,6 +393,24 @@ fn tls_config(config: &Config) -> Result<rustls::ServerConfig, ServeError> {
     let mut tls = builder.with_single_cert(certs, key)?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tls)
+}
+
+/// The serving chain with the cluster CA (the client CA) after the leaf: a joining node
+/// (`krust agent --token K10<hash>::...`) pins the CA by that hash and checks the server against
+/// it before it sends its token, with nothing else to learn the CA from. Clients that trust the
+/// CA already ignore the extra certificate.
+fn with_client_ca(
+    mut certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    config: &Config,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, ServeError> {
+    if let Some(ca) = &config.client_ca {
+        for c in rustls_pemfile::certs(&mut read_pem(ca)?.as_slice()).filter_map(Result::ok) {
+            if !certs.contains(&c) {
+                certs.push(c);
+            }
+        }
+    }
+    Ok(certs)
 }
 
 /// Paths upstream serves to `system:anonymous` (the `system:public-info-viewer` role).

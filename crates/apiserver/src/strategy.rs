@@ -41,6 +41,7 @@ pub fn prepare_create(res: &Resource, obj: &mut Value) {
 /// metadata labels/annotations-free changes, as upstream's `PrepareForUpdate` pair does.
 pub fn merge_for_subresource(res: &Resource, sub: Option<&str>, new: &mut Value, old: &Value) {
     match sub {
+        Some("approval") => crate::certificates::merge_approval(new, old),
         Some("status") => {
             let status = new.get("status").cloned();
             let mut merged = old.clone();

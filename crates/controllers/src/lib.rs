@@ -22,6 +22,8 @@ pub mod metrics;
 pub mod ownership;
 pub mod pods;
 
+pub mod bootstrap_tokens;
+pub mod certificates;
 pub mod cron;
 pub mod cronjob;
 pub mod daemonset;

@@ -54,6 +54,15 @@ pub const CONTROLLERS: &[(&str, Start)] = &[
     ("local-path-provisioner", |c| {
         Box::pin(crate::persistentvolume::run_local_path(c))
     }),
+    ("csrapproving", |c| {
+        Box::pin(crate::certificates::run_approver(c))
+    }),
+    ("csrsigning", |c| {
+        Box::pin(crate::certificates::run_signer(c))
+    }),
+    ("tokencleaner", |c| {
+        Box::pin(crate::bootstrap_tokens::run(c))
+    }),
 ];
 
 /// The controller manager's settings.
@@ -82,6 +91,9 @@ pub struct Config {
     pub service_account_key: Option<std::path::PathBuf>,
     /// The local-path provisioner's storage directory and default class name.
     pub local_path: crate::persistentvolume::local_path::Settings,
+    /// The CA csrsigning signs with (upstream's `--cluster-signing-cert-file`/`-key-file`);
+    /// `None` leaves certificate requests unsigned.
+    pub cluster_signing: Option<crate::certificates::SigningCa>,
 }
 
 impl Default for Config {
@@ -97,6 +109,7 @@ impl Default for Config {
             resource_quota_sync_period: Duration::from_secs(300),
             service_account_key: None,
             local_path: Default::default(),
+            cluster_signing: None,
         }
     }
 }

@@ -43,6 +43,7 @@ mod paths;
 mod report;
 mod sans;
 mod service_account;
+mod signer;
 mod template;
 mod tokens;
 
@@ -59,12 +60,13 @@ pub use identity::{cert_identity, CertIdentity};
 pub use paths::Paths;
 pub use report::{Action, Change, EnsureReport};
 pub use sans::{machine_addresses, primary_address, San};
+pub use signer::{new_request, parse_request, CsrSigner, RequestInfo, SignError};
 pub use template::default_template;
 pub use tokens::{read_basic_auth_file, read_token_file, PasswordEntry, TokenEntry};
 
 use ca::Cas;
 use certs::LeafInputs;
-use kubeconfig::KubeconfigInput;
+pub use kubeconfig::{render as render_kubeconfig, KubeconfigInput};
 
 /// Everything that decides what the PKI contains.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -45,9 +45,9 @@ macro_rules! api_types {
 fn api_types() -> &'static [ApiType] {
     use k8s_openapi::api::{
         apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz,
-        autoscaling::v1 as autoscaling, batch::v1 as batch, coordination::v1 as coordination,
-        core::v1 as core, discovery::v1 as discovery, events::v1 as events,
-        networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
+        autoscaling::v1 as autoscaling, batch::v1 as batch, certificates::v1 as certificates,
+        coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+        events::v1 as events, networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
         scheduling::v1 as scheduling, storage::v1 as storage,
     };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
@@ -82,6 +82,7 @@ fn api_types() -> &'static [ApiType] {
         autoscaling::Scale,
         batch::Job,
         batch::CronJob,
+        certificates::CertificateSigningRequest,
         networking::IngressClass,
         networking::Ingress,
         networking::NetworkPolicy,

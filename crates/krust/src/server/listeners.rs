@@ -98,6 +98,11 @@ async fn start_controller_manager(
     let config = controllers::Config {
         metrics,
         service_account_key: Some(paths.service_account_key.clone()),
+        // csrsigning issues joining nodes' kubelet certificates with the cluster CA.
+        cluster_signing: Some(controllers::certificates::SigningCa {
+            cert: paths.ca_crt.clone(),
+            key: paths.ca_key.clone(),
+        }),
         // Each node's pod CIDR comes from the profile's cluster pod range (nodeipam).
         node_ipam: controllers::node_ipam::Settings {
             cluster_cidr: Some(map.profile().defaults().pod_cidr.to_string()),

@@ -5,6 +5,7 @@
 //! kubectl hides priority-1 columns unless `-o wide`. Kinds upstream has no printer for (roles,
 //! limit ranges) get its default convertor's NAME / CREATED AT; unknown kinds get NAME / AGE.
 
+mod certificates;
 mod cluster;
 mod core;
 mod pod;
@@ -116,6 +117,7 @@ const PRINTERS: &[Printer] = &[
     printer("apps", "ControllerRevision", workloads::CONTROLLER_REVISION, workloads::controller_revision),
     printer("batch", "Job", workloads::JOB, workloads::job),
     printer("batch", "CronJob", workloads::CRON_JOB, workloads::cron_job),
+    printer("certificates.k8s.io", "CertificateSigningRequest", certificates::CSR, certificates::csr),
     printer("coordination.k8s.io", "Lease", cluster::LEASE, cluster::lease),
     printer("discovery.k8s.io", "EndpointSlice", cluster::ENDPOINT_SLICE, cluster::endpoint_slice),
     printer("networking.k8s.io", "Ingress", cluster::INGRESS, cluster::ingress),
