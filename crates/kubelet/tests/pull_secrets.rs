@@ -154,3 +154,43 @@ fn a_pod_without_the_right_secret_cannot_pull() {
         registry.stop().await;
     });
 }
+
+/// The older `kubernetes.io/dockercfg` secret (no `auths` level) with a key matching the
+/// registry by a host glob (`127.0.0.*:PORT`), listed after a secret for another registry: the
+/// keyring picks the matching credential and the pod runs.
+#[test]
+fn a_dockercfg_secret_with_a_glob_key_pulls() {
+    if !support::can_run_containers() {
+        return;
+    }
+    support::netns::run(async {
+        let (cluster, registry) = start().await;
+        pull_secret(&cluster, "elsewhere", "quay.io", "other").await;
+        let glob = format!("127.0.0.*:{}", registry.addr.port());
+        let config = json!({glob: {"username": USER, "password": PASSWORD, "email": "a@b.c"}});
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "oldcfg"},
+            "type": "kubernetes.io/dockercfg",
+            "stringData": {".dockercfg": config.to_string()}
+        }))
+        .unwrap();
+        Api::<Secret>::namespaced(cluster.admin.clone(), "default")
+            .create(&Default::default(), &secret)
+            .await
+            .expect("create the dockercfg secret");
+        cluster
+            .create_pod(pod("globbed", &registry.image(), &["elsewhere", "oldcfg"]))
+            .await;
+        cluster
+            .wait_pod("globbed", 90, "Running", |p| {
+                container_status(p, "main")["state"]["running"].is_object()
+            })
+            .await;
+        assert!(registry.authorized_requests() > 0);
+        assert_eq!(registry.wrong_credentials(), 0);
+        cluster.stop().await;
+        registry.stop().await;
+    });
+}
