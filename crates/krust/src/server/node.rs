@@ -86,8 +86,9 @@ fn duration(flag: &str, value: &str) -> Result<Duration> {
 }
 
 fn eviction_config(args: &ServerArgs, hard: &str) -> Result<kubelet::eviction::Config> {
+    // Signals the flag leaves out keep krust's defaults, as the Node's allocatable does.
     let thresholds = kubelet::eviction::thresholds::parse(
-        hard,
+        &format!("{EVICTION_HARD},{hard}"),
         args.eviction_soft.as_deref().unwrap_or(""),
         args.eviction_soft_grace_period.as_deref().unwrap_or(""),
     )
