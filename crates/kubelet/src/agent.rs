@@ -135,7 +135,7 @@ pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
     let eviction = config
         .eviction
         .clone()
-        .map(|c| eviction::spawn(ctx.clone(), c, pods.killer()));
+        .map(|c| eviction::spawn(ctx.clone(), c, pods.killer(), pods.pressure()));
     let mut node_config = config.node.clone();
     node_config.pressure = eviction.as_ref().map(|e| e.pressure());
     let node = node::spawn(ctx.clone(), node_config);

@@ -95,8 +95,8 @@ fn spawn(cluster: &Cluster, thresholds: &str) -> EvictionManager {
         pressure_transition_period: Duration::from_secs(30),
         max_pod_grace_period: 0,
     };
-    let killer = cluster.pods.as_ref().unwrap().killer();
-    eviction::spawn(cluster.ctx.clone(), config, killer)
+    let pods = cluster.pods.as_ref().unwrap();
+    eviction::spawn(cluster.ctx.clone(), config, pods.killer(), pods.pressure())
 }
 
 async fn events_of(cluster: &Cluster, name: &str) -> Vec<Event> {
@@ -134,6 +134,19 @@ fn memory_pressure_evicts_the_greediest_lowest_priority_pod_first() {
             .await
             .expect("MemoryPressure reported")
             .unwrap();
+
+        // A BestEffort pod new to the node is refused under memory pressure.
+        cluster
+            .create_pod(pod("late", 0, None, "exec sleep 3600"))
+            .await;
+        let late = cluster
+            .wait_pod("late", 30, "rejected", |p| phase(p) == "Failed")
+            .await;
+        assert_eq!(late["status"]["reason"], "Evicted");
+        assert_eq!(
+            late["status"]["message"],
+            "Pod was rejected: The node had condition: [MemoryPressure]. "
+        );
 
         let first = evicted(&cluster, "greedy").await;
         still_running(
@@ -203,9 +216,10 @@ fn disk_pressure_removes_unused_images_then_evicts_the_pod_writing_most() {
         .expect("import the unused image");
         assert!(cluster.cri.image_status(unused).await.unwrap().is_some());
 
-        // Into its writable layer: the pod stats count rootfs and logs, not emptyDir volumes.
-        let write = "dd if=/dev/zero of=/fill bs=1M count=64 && exec sleep 3600";
-        let quiet = "exec sleep 3600";
+        // Into its disk-backed emptyDir, which counts as the pod's ephemeral storage.
+        let write = "dd if=/dev/zero of=/disk/fill bs=1M count=64 && exec sleep 3600";
+        // Into its writable layer, less.
+        let quiet = "dd if=/dev/zero of=/fill bs=1M count=8 && exec sleep 3600";
         cluster.create_pod(pod("writer", 0, None, write)).await;
         cluster.create_pod(pod("quiet", 0, None, quiet)).await;
         all_running(&cluster, &["writer", "quiet"]).await;

@@ -13,6 +13,7 @@
 //! admission of new pods under pressure (upstream refuses BestEffort pods under memory
 //! pressure), minimum reclaim, allocatable thresholds, memcg notifications.
 
+mod local_volumes;
 pub mod rank;
 pub mod reclaim;
 pub mod signals;
@@ -22,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Taint};
 use kube::api::{Api, ListParams};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -95,9 +96,15 @@ impl EvictionManager {
 }
 
 /// Starts the monitoring loop.
-pub fn spawn(ctx: Arc<NodeContext>, config: Config, killer: Killer) -> EvictionManager {
+/// `pressure` is where the conditions are published (the pod lifecycle's, for admission).
+pub fn spawn(
+    ctx: Arc<NodeContext>,
+    config: Config,
+    killer: Killer,
+    pressure_tx: watch::Sender<Pressure>,
+) -> EvictionManager {
     let (stop, mut stopped) = watch::channel(false);
-    let (pressure_tx, pressure) = watch::channel(Pressure::default());
+    let pressure = pressure_tx.subscribe();
     let task = tokio::spawn(async move {
         let mut manager = Manager {
             ctx,
@@ -177,11 +184,14 @@ impl Manager {
         {
             return;
         }
-        let stats: HashMap<String, crate::stats::PodStats> = summary
+        let mut stats: HashMap<String, crate::stats::PodStats> = summary
             .pods
             .into_iter()
             .map(|p| (p.pod_ref.uid.clone(), p))
             .collect();
+        if target.threshold.signal.condition() == Condition::DiskPressure {
+            stats = with_local_volumes(&self.ctx.layout, stats).await;
+        }
         self.evict_one(target, &stats).await;
     }
 
@@ -347,6 +357,66 @@ impl Manager {
     }
 }
 
+/// Upstream's eviction admit handler for a pod new to the node: under pressure it is refused
+/// unless critical, except that under memory pressure alone only BestEffort pods that do not
+/// tolerate the memory-pressure taint are. Returns upstream's rejection message.
+pub fn admit(pod: &Pod, best_effort: bool, pressure: Pressure) -> Option<String> {
+    let conditions: Vec<&str> = [
+        (pressure.memory, "MemoryPressure"),
+        (pressure.disk, "DiskPressure"),
+        (pressure.pid, "PIDPressure"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    if conditions.is_empty() || critical(pod) {
+        return None;
+    }
+    if conditions == ["MemoryPressure"] {
+        if !best_effort {
+            return None;
+        }
+        let taint = Taint {
+            key: "node.kubernetes.io/memory-pressure".into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        };
+        let tolerations = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.tolerations.clone())
+            .unwrap_or_default();
+        if component_base::taints::tolerated_by(&tolerations, &taint) {
+            return None;
+        }
+    }
+    // Go's %v of the condition list.
+    Some(format!(
+        "The node had condition: [{}]. ",
+        conditions.join(" ")
+    ))
+}
+
+/// Each pod's ephemeral storage with its disk-backed emptyDirs added, as upstream counts it.
+async fn with_local_volumes(
+    layout: &crate::layout::Layout,
+    mut stats: HashMap<String, crate::stats::PodStats>,
+) -> HashMap<String, crate::stats::PodStats> {
+    let layout = layout.clone();
+    let walked = tokio::task::spawn_blocking(move || {
+        for (uid, s) in stats.iter_mut() {
+            let (bytes, inodes) = local_volumes::usage(&layout, uid);
+            if let Some(fs) = s.ephemeral_storage.as_mut() {
+                fs.used_bytes = Some(fs.used_bytes.unwrap_or(0) + bytes);
+                fs.inodes_used = Some(fs.inodes_used.unwrap_or(0) + inodes);
+            }
+        }
+        stats
+    })
+    .await;
+    walked.unwrap_or_default()
+}
+
 /// Upstream's `IsCriticalPod`: static and mirror pods, and system-critical priorities.
 pub(crate) fn critical(p: &Pod) -> bool {
     let annotations = p.metadata.annotations.as_ref();
@@ -356,4 +426,53 @@ pub(crate) fn critical(p: &Pod) -> bool {
                 .is_some_and(|s| s != "api")
     });
     static_or_mirror || rank::priority(p) >= SYSTEM_CRITICAL_PRIORITY
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(spec: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": spec})).unwrap()
+    }
+
+    #[test]
+    fn admission_under_pressure_is_upstreams() {
+        let best_effort = pod(json!({"containers": [{"name": "c"}]}));
+        let tolerating = pod(json!({"containers": [{"name": "c"}], "tolerations": [
+            {"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"}
+        ]}));
+        let critical = pod(json!({"containers": [{"name": "c"}], "priority": 2_000_000_000}));
+        let memory = Pressure {
+            memory: true,
+            ..Default::default()
+        };
+        let disk = Pressure {
+            disk: true,
+            ..Default::default()
+        };
+        assert_eq!(admit(&best_effort, true, Pressure::default()), None);
+        assert_eq!(
+            admit(&best_effort, true, memory).as_deref(),
+            Some("The node had condition: [MemoryPressure]. ")
+        );
+        assert_eq!(admit(&best_effort, false, memory), None, "not BestEffort");
+        assert_eq!(admit(&tolerating, true, memory), None);
+        assert_eq!(
+            admit(
+                &tolerating,
+                false,
+                Pressure {
+                    memory: true,
+                    disk: true,
+                    pid: false
+                }
+            )
+            .as_deref(),
+            Some("The node had condition: [MemoryPressure DiskPressure]. ")
+        );
+        assert!(admit(&best_effort, false, disk).is_some());
+        assert_eq!(admit(&critical, true, disk), None);
+    }
 }

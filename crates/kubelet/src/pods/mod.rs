@@ -105,6 +105,8 @@ pub(crate) struct Shared {
     ctx: Arc<NodeContext>,
     volumes: Volumes,
     probes: ProbeManager,
+    /// The eviction manager's pressure conditions, for admitting new pods.
+    pressure: watch::Receiver<crate::eviction::Pressure>,
     node: NodeInfo,
     host_ip: RwLock<Option<String>>,
 }
@@ -214,12 +216,18 @@ pub struct Pods {
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
     killer: Killer,
+    pressure: watch::Sender<crate::eviction::Pressure>,
 }
 
 impl Pods {
     /// What ends pods on the kubelet's own decision.
     pub fn killer(&self) -> Killer {
         self.killer.clone()
+    }
+
+    /// Where the eviction manager publishes the node's pressure: new pods are admitted by it.
+    pub fn pressure(&self) -> watch::Sender<crate::eviction::Pressure> {
+        self.pressure.clone()
     }
 
     /// Stops watching and syncing; containers keep running.
@@ -233,11 +241,13 @@ impl Pods {
 pub fn spawn(ctx: Arc<NodeContext>) -> Pods {
     let (shutdown, stopped) = watch::channel(false);
     let (kill_tx, kill_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (pressure, pressure_rx) = watch::channel(crate::eviction::Pressure::default());
     let task = tokio::spawn(async move {
         let (probes, probe_events) = ProbeManager::new(ctx.cri.clone());
         let shared = Arc::new(Shared {
             volumes: Volumes::new(ctx.clone()),
             probes,
+            pressure: pressure_rx,
             node: node_info(&ctx).await,
             host_ip: RwLock::new(None),
             ctx,
@@ -256,6 +266,7 @@ pub fn spawn(ctx: Arc<NodeContext>) -> Pods {
         shutdown,
         task,
         killer: Killer(kill_tx),
+        pressure,
     }
 }
 

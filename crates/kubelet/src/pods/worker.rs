@@ -207,6 +207,10 @@ impl Worker {
         let uid = uid.to_string();
         let mut runtime = PodRuntime::read(&ctx.cri, &uid).await?;
         let mut next = RESYNC;
+        if let Some(rejected) = self.admission(&runtime) {
+            self.end(rejected).await;
+            return Ok(RESYNC);
+        }
         if self.terminal.is_none() {
             match self.active_deadline() {
                 Some(Err(deadline)) => {
@@ -740,6 +744,32 @@ impl Worker {
                 .and_then(|s| s.termination_grace_period_seconds))
             .unwrap_or(30)
             .max(MIN_GRACE)
+    }
+
+    /// A pod new to this node (never started here) is refused under node pressure as upstream's
+    /// eviction admit handler says: Failed, reason Evicted, "Pod was rejected: ...".
+    fn admission(&self, runtime: &PodRuntime) -> Option<Termination> {
+        let started = self.start_time.is_some()
+            || self
+                .pod
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .is_some()
+            || !runtime.sandboxes.is_empty();
+        if self.terminal.is_some() || started {
+            return None;
+        }
+        let pressure = *self.shared.pressure.borrow();
+        let best_effort = qos_class(&self.pod) == status::QosClass::BestEffort;
+        let message = crate::eviction::admit(&self.pod, best_effort, pressure)?;
+        Some(Termination {
+            reason: "Evicted".into(),
+            message: format!("Pod was rejected: {message}"),
+            grace_seconds: None,
+            warning_event: true,
+            disruption_target: false,
+        })
     }
 
     /// Upstream's active deadline handler: how long the pod may still run, or its termination
