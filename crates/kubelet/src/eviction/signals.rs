@@ -66,3 +66,51 @@ pub fn observe(summary: &Summary) -> Observations {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{FsStats, MemoryStats, NodeStats, RlimitStats, RuntimeStats, Time};
+
+    #[test]
+    fn observations_come_from_the_summary() {
+        let fs = |available, capacity, free, inodes| FsStats {
+            time: Time::now(),
+            available_bytes: Some(available),
+            capacity_bytes: Some(capacity),
+            inodes_free: Some(free),
+            inodes: Some(inodes),
+            ..Default::default()
+        };
+        let summary = Summary {
+            node: NodeStats {
+                memory: Some(MemoryStats {
+                    time: Time::now(),
+                    available_bytes: Some(300),
+                    working_set_bytes: Some(700),
+                    ..Default::default()
+                }),
+                fs: Some(fs(10, 100, 5, 50)),
+                runtime: Some(RuntimeStats {
+                    image_fs: Some(fs(20, 200, 7, 70)),
+                    container_fs: None,
+                }),
+                rlimit: Some(RlimitStats {
+                    time: Time::now(),
+                    maxpid: Some(32768),
+                    curproc: Some(768),
+                }),
+                ..Default::default()
+            },
+            pods: Vec::new(),
+        };
+        let o = observe(&summary);
+        let get = |s| (o[&s].available, o[&s].capacity);
+        assert_eq!(get(Signal::MemoryAvailable), (300, 1000));
+        assert_eq!(get(Signal::NodeFsAvailable), (10, 100));
+        assert_eq!(get(Signal::NodeFsInodesFree), (5, 50));
+        assert_eq!(get(Signal::ImageFsAvailable), (20, 200));
+        assert_eq!(get(Signal::ImageFsInodesFree), (7, 70));
+        assert_eq!(get(Signal::PidAvailable), (32000, 32768));
+    }
+}
