@@ -186,6 +186,15 @@ fn memory_pressure_evicts_the_greediest_lowest_priority_pod_first() {
         assert_eq!(event.type_.as_deref(), Some("Warning"));
         assert_eq!(event.message.as_deref(), Some(message));
 
+        let node_events = events_of(&cluster, pods_support::NODE).await;
+        assert!(
+            node_events
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("EvictionThresholdMet")
+                    && e.message.as_deref() == Some("Attempting to reclaim memory")),
+            "{node_events:?}"
+        );
+
         // Then the one of the same priority using less, while the higher priority and the one
         // within its request stay.
         evicted(&cluster, "modest").await;

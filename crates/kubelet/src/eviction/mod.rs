@@ -113,6 +113,7 @@ pub fn spawn(
             first_observed: HashMap::new(),
             last_observed: BTreeMap::new(),
             pressure: pressure_tx,
+            last_event: HashMap::new(),
         };
         loop {
             manager.synchronize().await;
@@ -138,6 +139,8 @@ struct Manager {
     /// When each condition's pressure was last seen, for the transition period.
     last_observed: BTreeMap<u8, Instant>,
     pressure: watch::Sender<Pressure>,
+    /// When the node's EvictionThresholdMet event was last written, by resource.
+    last_event: HashMap<&'static str, Instant>,
 }
 
 /// A threshold met now: its signal, the amount it stands for and what is available.
@@ -179,6 +182,7 @@ impl Manager {
             available = target.available,
             "eviction threshold met"
         );
+        self.threshold_event(target.threshold.signal.resource());
         if target.threshold.signal.condition() == Condition::DiskPressure
             && self.reclaim_disk(target.threshold.signal).await
         {
@@ -264,6 +268,22 @@ impl Manager {
             *p = pressure;
             changed
         });
+    }
+
+    /// Upstream's node event "Attempting to reclaim <resource>", written at most once a minute
+    /// per resource (upstream's recorder folds the repeats into a count).
+    fn threshold_event(&mut self, resource: &'static str) {
+        let now = Instant::now();
+        if self
+            .last_event
+            .get(resource)
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.last_event.insert(resource, now);
+        let message = format!("Attempting to reclaim {resource}");
+        node_event(&self.ctx, "EvictionThresholdMet", &message);
     }
 
     /// Removes unused images; true when that resolved every disk threshold.
@@ -355,6 +375,51 @@ impl Manager {
             })
             .collect())
     }
+}
+
+/// A Warning event about the Node (upstream's nodeRef: the node's name as its UID), written
+/// from a task of its own so the loop never waits on it.
+fn node_event(ctx: &NodeContext, reason: &str, message: &str) {
+    use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+    let node = ctx.node_name.clone();
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let event = Event {
+        metadata: kube::api::ObjectMeta {
+            name: Some(format!("{node}.{nanos:x}")),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(node.clone()),
+            uid: Some(node.clone()),
+            ..Default::default()
+        },
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        type_: Some("Warning".into()),
+        source: Some(EventSource {
+            component: Some("kubelet".into()),
+            host: Some(node.clone()),
+        }),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        count: Some(1),
+        reporting_component: Some("kubelet".into()),
+        reporting_instance: Some(node),
+        ..Default::default()
+    };
+    let api: Api<Event> = Api::namespaced(ctx.client.clone(), "default");
+    tokio::spawn(async move {
+        if let Err(e) = api.create(&Default::default(), &event).await {
+            tracing::debug!(error = %e, "writing the node's eviction event failed");
+        }
+    });
 }
 
 /// Upstream's eviction admit handler for a pod new to the node: under pressure it is refused
