@@ -163,6 +163,12 @@ pub struct ServerArgs {
     /// The part of --shutdown-grace-period kept for critical pods, which end last.
     #[arg(long, value_name = "DURATION", default_value = "0")]
     pub shutdown_grace_period_critical_pods: String,
+    /// Rotate a running container's log once it is this large (upstream's containerLogMaxSize).
+    #[arg(long, value_name = "QUANTITY", default_value = "10Mi")]
+    pub container_log_max_size: String,
+    /// Log files kept per container, the current one included (containerLogMaxFiles, ≥ 2).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub container_log_max_files: usize,
     /// Accept the legacy static password file (credentials/basic_auth.csv).
     #[arg(long)]
     pub basic_auth: bool,

@@ -8,7 +8,9 @@
 //! - `--shutdown-grace-period`: stopping the server is a node shutdown: the Node turns NotReady
 //!   ("node is shutting down") and the pod ends Failed with reason Terminated (without the flag a
 //!   restart leaves pods running: workloads.rs);
-//! - the control-plane label comes back when the Node is deleted and registered again.
+//! - the control-plane label comes back when the Node is deleted and registered again;
+//! - the agent rotates container logs past `--container-log-max-size`, keeping
+//!   `--container-log-max-files`, and `kubectl logs` still reads the newest lines.
 
 mod support;
 
@@ -365,5 +367,64 @@ fn the_control_plane_label_comes_back_after_the_node_registers_again() {
         node["metadata"]["labels"]
             .get("node-role.kubernetes.io/control-plane")
             .map(|_| ())
+    });
+}
+
+#[test]
+fn the_agent_rotates_container_logs_past_the_max_size() {
+    if !can_run_pods() {
+        return;
+    }
+    let cluster = cluster(&[
+        "--container-log-max-size",
+        "256Ki",
+        "--container-log-max-files",
+        "3",
+    ]);
+    let server = &cluster.0;
+    // About 1.2 MB of log in 1 KB lines, then quiet.
+    let line = "x".repeat(1000);
+    let script = format!(
+        "i=0; while [ $i -lt 1200 ]; do echo \"line-$i {line}\"; i=$((i+1)); done; \
+         sleep 25; echo after-rotation; exec sleep 3600"
+    );
+    apply(
+        server,
+        &json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "chatty"},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "main", "image": BUSYBOX, "command": ["sh", "-c", script]}]
+            }
+        }),
+    );
+    let out = server.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/chatty",
+        "--timeout=60s",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pod = get_json(server, &["pod", "chatty"]);
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let dir = server.path(&format!("logs/pods/default_chatty_{uid}/main"));
+    // The rotation looks every 10 s: a rotated file appears, at most 3 files stay.
+    let files = eventually("a rotated log", 60, || {
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names
+            .iter()
+            .any(|n| n.starts_with("0.log."))
+            .then_some(names)
+    });
+    assert!(files.len() <= 3, "{files:?}");
+    assert!(files.iter().any(|n| n == "0.log"), "{files:?}");
+    // kubectl logs reads the current file, as upstream's: what was written after the rotation.
+    eventually("the newest line through kubectl logs", 60, || {
+        let out = server.kubectl(&["logs", "chatty", "--tail=1"]);
+        (support::stdout(&out).trim() == "after-rotation").then_some(())
     });
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kubelet::agent::{Agent, AgentConfig};
@@ -67,6 +68,7 @@ pub async fn start(
         .parse()
         .map_err(|e| anyhow::anyhow!("--eviction-hard {thresholds:?}: {e}"))?;
     config.eviction = Some(eviction_config(args, thresholds)?);
+    config.log_rotation = log_rotation(args)?;
     let shutdown = shutdown_config(args)?;
     let agent = kubelet::agent::start(config)
         .await
@@ -101,6 +103,21 @@ fn eviction_config(args: &ServerArgs, hard: &str) -> Result<kubelet::eviction::C
         )?,
         max_pod_grace_period: args.eviction_max_pod_grace_period.max(0),
         ..Default::default()
+    })
+}
+
+fn log_rotation(args: &ServerArgs) -> Result<kubelet::logs::RotationPolicy> {
+    let size = &args.container_log_max_size;
+    let max_size = component_base::quantity::value(&Quantity(size.clone()));
+    if max_size <= 0 {
+        anyhow::bail!("--container-log-max-size {size:?} is not a positive quantity (e.g. 10Mi)");
+    }
+    if args.container_log_max_files < 2 {
+        anyhow::bail!("--container-log-max-files must be at least 2");
+    }
+    Ok(kubelet::logs::RotationPolicy {
+        max_size: max_size as u64,
+        max_files: args.container_log_max_files,
     })
 }
 
