@@ -60,10 +60,13 @@ pub enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
-    /// Create a join token for a new node.
+    /// Create a join token for a new node and print the `krust agent` command that joins.
     AddNode {
+        /// How long the token may be used (e.g. 30m, 1h, 2d); 1h by default.
         #[arg(long)]
         ttl: Option<String>,
+        #[command(flatten)]
+        data: DataDirArgs,
     },
     /// Join this machine to a cluster with a token from `krust add-node`.
     Join {
@@ -182,10 +185,27 @@ pub struct ServerArgs {
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
+    /// The API server to join, https://HOST:PORT, as `krust add-node` prints it (needed only
+    /// until this machine has joined).
     #[arg(long)]
-    pub server: String,
+    pub server: Option<String>,
+    /// The join token `krust add-node` printed: K10<CA hash>::<id>.<secret>.
+    #[arg(long, env = "KRUST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// Port layout of this node's services (kubelet, containerd metrics) and --port overrides.
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+    /// This node's name (default: the host name).
     #[arg(long)]
-    pub token: String,
+    pub node_name: Option<String>,
+    /// Use this container runtime instead of starting containerd under the data dir.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub container_runtime_endpoint: Option<String>,
+    /// The node's hard eviction thresholds (default memory.available<100Mi,nodefs.available<5%).
+    #[arg(long, value_name = "SIGNAL<VALUE,...")]
+    pub eviction_hard: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

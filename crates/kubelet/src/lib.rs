@@ -18,6 +18,7 @@
 //! `/metrics/resource`).
 
 pub mod agent;
+pub mod bootstrap;
 pub mod containerd;
 pub mod context;
 pub mod cri;

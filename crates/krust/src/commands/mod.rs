@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+mod add_node;
+mod agent;
 mod config;
 mod images;
 mod kubectl;
@@ -26,14 +28,13 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Status(args) => status::run(args),
         Command::Config(args) => config::run(args),
         Command::RefreshCerts(args) => refresh_certs::run(args),
-        Command::Agent(_) => anyhow::bail!(
-            "krust agent is not available yet: joining a server needs the cluster agent's join tokens (krust add-node), which are not part of this build; `krust server` runs the node agent itself (--container-runtime-endpoint uses an existing containerd)"
-        ),
+        Command::Agent(args) => agent::run(args),
         Command::Enable { feature, data } => rbac::run(&data.data_dir, &feature, true),
         Command::Disable { feature, data } => rbac::run(&data.data_dir, &feature, false),
         Command::Images { command } => images::run(command),
-        Command::AddNode { .. } | Command::Join { .. } | Command::RemoveNode { .. } => {
-            not_yet::run("krust add-node/join/remove-node", "the cluster agent")
+        Command::AddNode { ttl, data } => add_node::run(&data.data_dir, ttl.as_deref()),
+        Command::Join { .. } | Command::RemoveNode { .. } => {
+            not_yet::run("krust join/remove-node", "the cluster agent")
         }
     }
 }
