@@ -5,7 +5,7 @@
 //! use): the pod filling a memory-backed emptyDir first, with phase Failed, reason Evicted,
 //! upstream's message, the DisruptionTarget condition and an Evicted event, while the others
 //! keep running. Disk pressure removes unused images before evicting the pod writing most to
-//! disk. Each test runs in a network namespace of its own; needs root (skipped without).
+//! disk; PID pressure evicts the pod running most processes. Each test runs in a network namespace of its own; needs root (skipped without).
 
 mod pods_support;
 mod support;
@@ -261,6 +261,40 @@ fn disk_pressure_removes_unused_images_then_evicts_the_pod_writing_most() {
             "{message}"
         );
         assert_eq!(first["status"]["reason"], "Evicted");
+        manager.stop().await;
+        cluster.stop().await;
+    });
+}
+
+#[test]
+fn pid_pressure_evicts_the_pod_running_most_processes() {
+    if !support::can_run_containers() {
+        return;
+    }
+    support::netns::run(async {
+        let cluster = Cluster::start().await;
+        let forky = "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do sleep 3600 & done; exec sleep 3600";
+        cluster.create_pod(pod("forky", 0, None, forky)).await;
+        cluster
+            .create_pod(pod("alone", 0, None, "exec sleep 3600"))
+            .await;
+        all_running(&cluster, &["forky", "alone"]).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        let pids = observation(&cluster, eviction::Signal::PidAvailable).await;
+        let manager = spawn(&cluster, &format!("pid.available<{}", pids.capacity + 1));
+        let mut pressure = manager.pressure();
+        tokio::time::timeout(Duration::from_secs(20), pressure.wait_for(|p| p.pid))
+            .await
+            .expect("PIDPressure reported")
+            .unwrap();
+        let first = evicted(&cluster, "forky").await;
+        still_running(&cluster, &["alone"], "forky").await;
+        let message = first["status"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("The node was low on resource: pids. Threshold quantity: "),
+            "{message}"
+        );
         manager.stop().await;
         cluster.stop().await;
     });

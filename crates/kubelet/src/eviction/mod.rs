@@ -14,6 +14,7 @@
 //! pressure), minimum reclaim, allocatable thresholds, memcg notifications.
 
 mod local_volumes;
+mod processes;
 pub mod rank;
 pub mod reclaim;
 pub mod signals;
@@ -195,6 +196,9 @@ impl Manager {
             .collect();
         if target.threshold.signal.condition() == Condition::DiskPressure {
             stats = with_local_volumes(&self.ctx.layout, stats).await;
+        }
+        if target.threshold.signal == Signal::PidAvailable {
+            with_process_counts(&self.ctx.cri, &mut stats).await;
         }
         self.evict_one(target, &stats).await;
     }
@@ -480,6 +484,22 @@ async fn with_local_volumes(
     })
     .await;
     walked.unwrap_or_default()
+}
+
+/// Each pod's process count where the runtime's stats have none.
+async fn with_process_counts(
+    cri: &crate::cri::Cri,
+    stats: &mut HashMap<String, crate::stats::PodStats>,
+) {
+    let counts = processes::by_pod(cri).await;
+    for (uid, s) in stats.iter_mut() {
+        let known = s.process_stats.as_ref().and_then(|p| p.process_count);
+        if known.is_none() {
+            s.process_stats = Some(crate::stats::ProcessStats {
+                process_count: Some(counts.get(uid).copied().unwrap_or(0)),
+            });
+        }
+    }
 }
 
 /// Upstream's `IsCriticalPod`: static and mirror pods, and system-critical priorities.
