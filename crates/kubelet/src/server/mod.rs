@@ -4,12 +4,14 @@
 //!   (upstream's `--anonymous-auth=false`); a client certificate of the cluster CA names the
 //!   user (CN) and groups (O), a bearer token is checked with a TokenReview; every request is
 //!   then authorized with a SubjectAccessReview on `nodes/<subresource>` of this node
-//!   ([`auth`]). Serves `/healthz`, `/pods`, `/metrics`, `/metrics/resource` and
-//!   `/stats/summary` (from [`crate::stats`]), `/containerLogs`, `/exec`, `/attach`,
-//!   `/portForward` and `/run`.
+//!   ([`auth`]). Serves `/healthz`, `/pods`, `/metrics`, `/metrics/resource`,
+//!   `/metrics/cadvisor` and `/stats/summary` (from [`crate::stats`]), `/spec/` ([`spec`]),
+//!   `/configz` ([`configz`]), the node's `/logs/` ([`node_logs`]), `/containerLogs`, `/exec`,
+//!   `/attach`, `/portForward` and `/run`.
 //! - `read_only` (10255, only where the profile has it): no authentication, and only what
 //!   upstream's read-only port serves (`/healthz`, `/pods`, `/metrics`, `/metrics/resource`,
-//!   `/stats/summary`): never logs, exec or anything that can reach a container.
+//!   `/metrics/cadvisor`, `/stats/summary`, `/spec/`): never logs, configz, exec or anything that
+//!   can reach a container.
 //! - `healthz` (10248, bind it to localhost): plain HTTP `/healthz`.
 //!
 //! Containers are found over CRI by their [`labels`](crate::labels); logs are read from the path
@@ -20,13 +22,16 @@
 //! Contract for the agent: [`start`]`(ctx, config) -> `[`ServerHandle`], [`ServerHandle::stop`].
 
 mod auth;
+mod configz;
 mod listen;
 mod logs;
 mod lookup;
 mod metrics;
+mod node_logs;
 mod pods;
 mod query;
 mod routes;
+mod spec;
 mod streaming;
 
 use std::net::SocketAddr;
@@ -104,7 +109,7 @@ impl ServerHandle {
 /// Binds every configured listener and serves until [`ServerHandle::stop`].
 pub async fn start(ctx: Arc<NodeContext>, config: Config) -> Result<ServerHandle, ServerError> {
     let (stop, stopped) = watch::channel(false);
-    let state = routes::Shared::new(ctx);
+    let state = routes::Shared::new(ctx, &config);
     let mut handle = ServerHandle {
         stop,
         tasks: Vec::new(),
