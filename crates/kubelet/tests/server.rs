@@ -657,7 +657,7 @@ fn kubectl_reaches_pods_through_the_api_server() {
         let followed = env.kubectl_ok(None, &["logs", "-f", "short"]).await;
         assert_eq!(followed, "first\nlast\n");
 
-        // pods/exec with SPDY (1.27) and with 1.33 (WebSocket refused, falls back to SPDY).
+        // pods/exec with SPDY (1.27) and with 1.33 (WebSocket v5, translated by the kubelet).
         for version in [Some("1.27"), None] {
             let out = env
                 .kubectl_ok(
@@ -773,8 +773,8 @@ subjects:
             "{err}"
         );
 
-        // WebSocket straight through (remotecommand v4, which containerd speaks), and an
-        // upgrade offering only v5 refused before it reaches the kubelet (kubectl then uses SPDY).
+        // WebSocket straight through (remotecommand v4, which containerd speaks), and v5, which
+        // the kubelet translates to containerd's SPDY.
         let tokens = std::fs::read_to_string(&env.paths.known_tokens).unwrap();
         let admin_token = tokens
             .lines()
@@ -818,7 +818,7 @@ subjects:
             }
         };
         assert_eq!(websocket("v4.channel.k8s.io").await, 101);
-        assert_eq!(websocket("v5.channel.k8s.io").await, 400);
+        assert_eq!(websocket("v5.channel.k8s.io").await, 101);
 
         // pods/portforward to busybox httpd in the pod.
         for version in [Some("1.27"), None] {

@@ -4,17 +4,19 @@
 //! - `pods/log` (GET) → the kubelet's `/containerLogs/{ns}/{pod}/{container}`, streamed back;
 //! - `pods/exec`, `pods/attach` (SPDY POST or WebSocket GET, both authorized as `create`, as
 //!   upstream since 1.31) → `/exec/...`, `/attach/...`; `pods/portforward` → `/portForward/...`:
-//!   the upgraded connection is relayed byte for byte;
+//!   the upgraded connection is relayed byte for byte, whatever its protocol;
 //! - `nodes/{name}/proxy/{path}` → `/{path}` on the kubelet, any method.
 //!
 //! The kubelet is reached at the node's address (InternalIP, else Hostname, ...) and
 //! `status.daemonEndpoints.kubeletEndpoint.Port`, over TLS with the API server's kubelet client
 //! certificate, its serving certificate verified against the cluster CA ([`client`]).
 //!
-//! kubectl ≥ 1.30 first asks for WebSocket `v5.channel.k8s.io` (and port-forward tunnelled over
-//! WebSocket); containerd's streaming server speaks neither, and we do not translate (upstream's
-//! StreamTranslator), so such an upgrade is refused before it reaches the kubelet: kubectl
-//! treats a refused WebSocket handshake as an upgrade failure and falls back to SPDY.
+//! kubectl ≥ 1.30 first asks for WebSocket `v5.channel.k8s.io` (and ≥ 1.31 port-forward tunnelled
+//! over WebSocket). Upstream's API server translates those to SPDY for the kubelet
+//! (StreamTranslatorProxy, TunnelingHandler); krust's kubelet accepts them itself (it translates
+//! to its runtime's SPDY), so here they are relayed like any other upgrade. A kubelet that does
+//! not speak them answers the handshake with an error, which kubectl takes as an upgrade failure
+//! and retries with SPDY.
 
 mod client;
 mod locations;
@@ -62,9 +64,6 @@ pub(crate) async fn serve(
         } else {
             Kind::Stream
         };
-        if kind == Kind::Stream {
-            refuse_untranslatable(&req)?;
-        }
         (node, path, kind)
     };
     let node = get(registry, "nodes", None, &node_name).await?;
@@ -100,38 +99,6 @@ async fn get(
 ) -> Result<Value, ApiError> {
     let res = crate::resources::find("", "v1", plural).ok_or(ApiError::NoSuchResource)?;
     registry.get(res, ns, name).await
-}
-
-/// The WebSocket subprotocols containerd's streaming server speaks (remotecommand v1-v4, their
-/// base64 forms, port-forward); v5 and the SPDY-over-WebSocket tunnel are not among them.
-fn supported_websocket_protocol(p: &str) -> bool {
-    !p.starts_with("v5.") && !p.starts_with("SPDY/")
-}
-
-fn refuse_untranslatable(req: &Request) -> Result<(), ApiError> {
-    let is_websocket = req
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if !is_websocket {
-        return Ok(());
-    }
-    let offered: Vec<String> = req
-        .headers()
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|p| p.trim().to_string())
-        .filter(|p| !p.is_empty())
-        .collect();
-    if offered.iter().any(|p| supported_websocket_protocol(p)) {
-        return Ok(());
-    }
-    Err(ApiError::BadRequest(format!(
-        "unable to upgrade connection: none of the requested WebSocket subprotocols {offered:?} is supported by this server; use SPDY"
-    )))
 }
 
 /// A kubelet's refusal of a log request as a Status: its code, and its text as the message

@@ -1,8 +1,15 @@
 //! `/exec`, `/attach`, `/portForward` and `/run`. The first three ask CRI for a URL on the
 //! runtime's streaming server and proxy the caller's request there, upgraded connection and all
-//! (SPDY/3.1 with `X-Stream-Protocol-Version`, or WebSocket): the runtime speaks the streaming
-//! protocols, the kubelet only checks who may and relays bytes, as upstream's kubelet does with
-//! redirects disabled. `/run` is ExecSync: the command's output as the response.
+//! (SPDY/3.1 with `X-Stream-Protocol-Version`, or WebSocket up to remote command v4): the
+//! runtime speaks those protocols, the kubelet only checks who may and relays bytes, as
+//! upstream's kubelet does with redirects disabled. What containerd does not speak, WebSocket
+//! remote command v5 and port-forward tunnelled over WebSocket (what kubectl ≥ 1.30/1.31 asks
+//! for first), is translated to its SPDY ([`translate`], over [`spdy`], a SPDY/3.1 client, and
+//! [`websocket`]). `/run` is ExecSync: the command's output as the response.
+
+mod spdy;
+mod translate;
+mod websocket;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
@@ -14,6 +21,7 @@ use super::lookup::{self, PodRef};
 use super::query::Params;
 use super::routes::Shared;
 use crate::cri::api;
+use translate::Channels;
 
 type Triple = (String, String, String);
 type Quad = (String, String, String, String);
@@ -197,6 +205,16 @@ impl Streams {
         }
         Ok(s)
     }
+
+    /// The channels the runtime was asked for (with a TTY, stderr is folded into stdout).
+    fn channels(&self) -> Channels {
+        Channels {
+            stdin: self.stdin,
+            stdout: self.stdout,
+            stderr: self.stderr && !self.tty,
+            tty: self.tty,
+        }
+    }
 }
 
 async fn running(s: &Shared, pod: &PodRef<'_>, container: &str) -> Result<String, Refusal> {
@@ -233,8 +251,9 @@ async fn exec_in(s: &Shared, pod: PodRef<'_>, container: &str, req: Request) -> 
         // With a TTY stderr is folded into stdout (CRI refuses both).
         stderr: streams.stderr && !streams.tty,
     };
+    let channels = streams.channels();
     match s.ctx.cri.runtime().exec(ask).await {
-        Ok(r) => proxy(&r.into_inner().url, req).await,
+        Ok(r) => remote_command(&r.into_inner().url, channels, req).await,
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
     }
 }
@@ -256,8 +275,9 @@ async fn attach_to(s: &Shared, pod: PodRef<'_>, container: &str, req: Request) -
         stdout: streams.stdout,
         stderr: streams.stderr && !streams.tty,
     };
+    let channels = streams.channels();
     match s.ctx.cri.runtime().attach(ask).await {
-        Ok(r) => proxy(&r.into_inner().url, req).await,
+        Ok(r) => remote_command(&r.into_inner().url, channels, req).await,
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
     }
 }
@@ -285,9 +305,20 @@ async fn forward(s: &Shared, pod: PodRef<'_>, req: Request) -> Response {
         pod_sandbox_id: sandbox.id,
         port: ports,
     };
+    let tunnelled = websocket::offers(&req, websocket::PORT_FORWARD_TUNNEL);
     match s.ctx.cri.runtime().port_forward(ask).await {
+        Ok(r) if tunnelled => translate::tunnel(&r.into_inner().url, req).await,
         Ok(r) => proxy(&r.into_inner().url, req).await,
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
+    }
+}
+
+/// A remote command the runtime speaks is relayed; WebSocket v5 is translated.
+async fn remote_command(url: &str, channels: Channels, req: Request) -> Response {
+    if websocket::offers(&req, websocket::REMOTE_COMMAND_V5) {
+        translate::remote_command(url, channels, req).await
+    } else {
+        proxy(url, req).await
     }
 }
 
