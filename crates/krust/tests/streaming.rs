@@ -162,7 +162,14 @@ fn pods(server: &Server) {
     ]);
     if !out.status.success() {
         let described = server.kubectl(&["describe", "pods"]);
-        panic!("pods not Ready: {}\n{}", stderr(&out), stdout(&described));
+        let log = std::fs::read_to_string(server.path("server.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        panic!(
+            "pods not Ready: {}\n{}\n--- server log (end) ---\n{}",
+            stderr(&out),
+            stdout(&described),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
 }
 
