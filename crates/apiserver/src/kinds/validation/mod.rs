@@ -2,6 +2,7 @@
 //! name per the kind's rule, common metadata, then the kind's own checks (including what an
 //! update may not change). Objects are expected to be defaulted first.
 
+mod certificates;
 mod cluster;
 mod core;
 mod errors;
@@ -74,6 +75,7 @@ const KINDS: &[Rules] = &[
     rules("apps", "ControllerRevision", dns1123_subdomain, true, Some(workloads::controller_revision)),
     rules("batch", "Job", dns1123_subdomain, true, Some(workloads::job)),
     rules("batch", "CronJob", dns1123_subdomain, true, Some(workloads::cron_job)),
+    rules("certificates.k8s.io", "CertificateSigningRequest", dns1123_subdomain, false, Some(certificates::csr)),
     rules("coordination.k8s.io", "Lease", dns1123_subdomain, true, Some(cluster::lease)),
     rules("discovery.k8s.io", "EndpointSlice", dns1123_subdomain, true, Some(cluster::endpoint_slice)),
     rules("events.k8s.io", "Event", dns1123_subdomain, true, Some(events::events_v1_event)),
