@@ -220,6 +220,16 @@ fn memory_pressure_taints_the_node_and_evicts_the_pod_over_its_request_first() {
             .then_some(())
     });
 
+    // The kubelet's node event for the transition, as `kubectl describe node` lists it.
+    eventually("the NodeHasInsufficientMemory event", 30, || {
+        let events = get_json(
+            server,
+            &["events", "--field-selector", "reason=NodeHasInsufficientMemory"],
+        );
+        let event = events["items"].as_array()?.first()?.clone();
+        (event["involvedObject"]["kind"] == "Node").then_some(())
+    });
+
     apply(server, &pod("within", Some("1Gi"), "exec sleep 3600"));
     apply(
         server,

@@ -287,7 +287,7 @@ impl Manager {
         }
         self.last_event.insert(resource, now);
         let message = format!("Attempting to reclaim {resource}");
-        node_event(&self.ctx, "EvictionThresholdMet", &message);
+        node_event(&self.ctx, true, "EvictionThresholdMet", &message);
     }
 
     /// Removes unused images; true when that resolved every disk threshold.
@@ -381,9 +381,9 @@ impl Manager {
     }
 }
 
-/// A Warning event about the Node (upstream's nodeRef: the node's name as its UID), written
-/// from a task of its own so the loop never waits on it.
-fn node_event(ctx: &NodeContext, reason: &str, message: &str) {
+/// An event about the Node (upstream's nodeRef: the node's name as its UID), written from a
+/// task of its own so the caller never waits on it.
+pub(crate) fn node_event(ctx: &NodeContext, warning: bool, reason: &str, message: &str) {
     use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
     let node = ctx.node_name.clone();
     let now =
@@ -406,7 +406,7 @@ fn node_event(ctx: &NodeContext, reason: &str, message: &str) {
         },
         reason: Some(reason.into()),
         message: Some(message.into()),
-        type_: Some("Warning".into()),
+        type_: Some(if warning { "Warning" } else { "Normal" }.into()),
         source: Some(EventSource {
             component: Some("kubelet".into()),
             host: Some(node.clone()),

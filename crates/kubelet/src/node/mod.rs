@@ -376,6 +376,10 @@ async fn sync_status(
         old,
         Timestamp::now(),
     );
+    for reason in status::condition_events(old, &desired) {
+        let message = format!("Node {} status is now: {reason}", ctx.node_name);
+        crate::eviction::node_event(ctx, false, reason, &message);
+    }
     let due = last_report.is_none_or(|t| t.elapsed() >= config.status_report_frequency);
     if status::changed(old, &desired) || due {
         let patch = json!({ "status": desired });

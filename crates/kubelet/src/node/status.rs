@@ -324,6 +324,32 @@ fn top_images(images: &[ContainerImage]) -> Vec<ContainerImage> {
     images
 }
 
+/// The node events upstream's condition setters record when a condition changes (or first
+/// appears): `NodeHasInsufficientMemory`, `NodeHasNoDiskPressure`, `NodeReady`, ...
+pub fn condition_events(old: Option<&NodeStatus>, new: &NodeStatus) -> Vec<&'static str> {
+    let status_of = |s: Option<&NodeStatus>, type_: &str| {
+        s.and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == type_))
+            .map(|c| c.status.clone())
+    };
+    let table = [
+        ("MemoryPressure", "NodeHasInsufficientMemory", "NodeHasSufficientMemory"),
+        ("DiskPressure", "NodeHasDiskPressure", "NodeHasNoDiskPressure"),
+        ("PIDPressure", "NodeHasInsufficientPID", "NodeHasSufficientPID"),
+        ("Ready", "NodeReady", "NodeNotReady"),
+    ];
+    table
+        .into_iter()
+        .filter_map(|(type_, when_true, when_false)| {
+            let now = status_of(Some(new), type_)?;
+            if status_of(old, type_).as_ref() == Some(&now) {
+                return None;
+            }
+            Some(if now == "True" { when_true } else { when_false })
+        })
+        .collect()
+}
+
 /// Whether `new` says anything `old` does not, heartbeat times aside (upstream's
 /// nodeStatusHasChanged): only then is a status update sent before the report interval.
 pub fn changed(old: Option<&NodeStatus>, new: &NodeStatus) -> bool {
@@ -381,6 +407,36 @@ mod tests {
             alloc["ephemeral-storage"].0,
             (1000u64 * 1024 * 1024 / 100 * 90).to_string()
         );
+    }
+
+    #[test]
+    fn condition_changes_are_upstreams_node_events() {
+        let status = |memory: &str, ready: &str| NodeStatus {
+            conditions: Some(vec![
+                NodeCondition {
+                    type_: "MemoryPressure".into(),
+                    status: memory.into(),
+                    ..Default::default()
+                },
+                NodeCondition {
+                    type_: "Ready".into(),
+                    status: ready.into(),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        };
+        let first = status("False", "False");
+        assert_eq!(
+            condition_events(None, &first),
+            ["NodeHasSufficientMemory", "NodeNotReady"]
+        );
+        let pressure = status("True", "False");
+        assert_eq!(
+            condition_events(Some(&first), &pressure),
+            ["NodeHasInsufficientMemory"]
+        );
+        assert!(condition_events(Some(&pressure), &pressure).is_empty());
     }
 
     #[test]
