@@ -224,7 +224,11 @@ fn memory_pressure_taints_the_node_and_evicts_the_pod_over_its_request_first() {
     eventually("the NodeHasInsufficientMemory event", 30, || {
         let events = get_json(
             server,
-            &["events", "--field-selector", "reason=NodeHasInsufficientMemory"],
+            &[
+                "events",
+                "--field-selector",
+                "reason=NodeHasInsufficientMemory",
+            ],
         );
         let event = events["items"].as_array()?.first()?.clone();
         (event["involvedObject"]["kind"] == "Node").then_some(())

@@ -333,9 +333,21 @@ pub fn condition_events(old: Option<&NodeStatus>, new: &NodeStatus) -> Vec<&'sta
             .map(|c| c.status.clone())
     };
     let table = [
-        ("MemoryPressure", "NodeHasInsufficientMemory", "NodeHasSufficientMemory"),
-        ("DiskPressure", "NodeHasDiskPressure", "NodeHasNoDiskPressure"),
-        ("PIDPressure", "NodeHasInsufficientPID", "NodeHasSufficientPID"),
+        (
+            "MemoryPressure",
+            "NodeHasInsufficientMemory",
+            "NodeHasSufficientMemory",
+        ),
+        (
+            "DiskPressure",
+            "NodeHasDiskPressure",
+            "NodeHasNoDiskPressure",
+        ),
+        (
+            "PIDPressure",
+            "NodeHasInsufficientPID",
+            "NodeHasSufficientPID",
+        ),
         ("Ready", "NodeReady", "NodeNotReady"),
     ];
     table
