@@ -221,6 +221,68 @@ fn status_with_token(server: &Server, token: &str) -> String {
     stdout(&out)
 }
 
+/// A CSR for the kubelet client signer (not a node's name: nobody approves it) created with
+/// `token`, as the API server stored it.
+fn csr_with_token(server: &Server, token: &str) -> Value {
+    let (_, request) = pki::new_request("not-a-node", "system:nodes", &[]).unwrap();
+    let csr = serde_json::json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"generateName": "test-csr-"},
+        "spec": {
+            "request": base64_encode(request.as_bytes()),
+            "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+            "usages": ["digital signature", "client auth"],
+        },
+    });
+    let out = Command::new("curl")
+        .args(["-sk", "-X", "POST", "-H", "Content-Type: application/json"])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args(["--data-binary", &csr.to_string()])
+        .arg(server.url("/apis/certificates.k8s.io/v1/certificatesigningrequests"))
+        .output()
+        .unwrap();
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["kind"], "CertificateSigningRequest", "{created:#}");
+    created
+}
+
+/// PUT `body` to `path` with `token`: the status code and the answer.
+fn put_with_token(server: &Server, token: &str, path: &str, body: &Value) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sk", "-X", "PUT", "-H", "Content-Type: application/json"])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args(["--data-binary", &body.to_string()])
+        .args(["-w", "\n%{http_code}"])
+        .arg(server.url(path))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+    (code.to_string(), body.to_string())
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// Runs `krust agent` to its end (it must fail fast); its output.
 fn failing_agent(args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
@@ -419,6 +481,62 @@ fn wrong_expired_and_mispinned_tokens_are_refused() {
     assert_eq!(status_with_token(&server, &wrong), "401");
     let out = failing_agent(&["--server", &url, "--token", &format!("{hash}::{wrong}")]);
     assert_refused(&out, "refused the join token");
+
+    // The token may ask for a certificate but not approve one: RBAC refuses the approval
+    // subresource, and with it allowed, CertificateApproval admission still wants `approve` on
+    // the signer.
+    let csr = csr_with_token(&server, bootstrap);
+    let name = csr["metadata"]["name"].as_str().unwrap().to_string();
+    let mut approved = csr.clone();
+    // No precondition: the write goes over whatever is stored.
+    approved["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    approved["status"] = serde_json::json!({"conditions": [{"type": "Approved", "status": "True",
+        "reason": "SelfApproved", "message": "no"}]});
+    let (code, body) = put_with_token(
+        &server,
+        bootstrap,
+        &format!("/apis/certificates.k8s.io/v1/certificatesigningrequests/{name}/approval"),
+        &approved,
+    );
+    assert_eq!(code, "403", "{body}");
+    assert!(body.contains("cannot update resource"), "{body}");
+    for args in [
+        &[
+            "create",
+            "clusterrole",
+            "csr-approval-writer",
+            "--verb=update",
+            "--resource=certificatesigningrequests.certificates.k8s.io/approval",
+        ][..],
+        &[
+            "create",
+            "clusterrolebinding",
+            "csr-approval-writer",
+            "--clusterrole=csr-approval-writer",
+            "--group=system:bootstrappers",
+        ][..],
+    ] {
+        let out = server.kubectl(args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let (code, body) = eventually("the binding to apply", 10, String::new, || {
+        let (code, body) = put_with_token(
+            &server,
+            bootstrap,
+            &format!("/apis/certificates.k8s.io/v1/certificatesigningrequests/{name}/approval"),
+            &approved,
+        );
+        (!body.contains("cannot update resource")).then_some((code, body))
+    });
+    assert_eq!(code, "403", "{body}");
+    assert!(
+        body.contains("user not permitted to approve requests with signerName"),
+        "{body}"
+    );
+    let _ = server.kubectl(&["delete", "csr", &name]);
 
     // A token past its TTL is refused the same way, and the token cleaner deletes it.
     let (_, short) = add_node(&server, "2s");

@@ -10,9 +10,11 @@
 //! Plugins: [`service_account`] (upstream's `ServiceAccount`), [`node_restriction`]
 //! (`NodeRestriction`), [`default_toleration_seconds`] (`DefaultTolerationSeconds`),
 //! [`default_storage_class`] (`DefaultStorageClass`: a claim without a class gets the default
-//! one) and [`resource_quota`] (`ResourceQuota`, last as upstream: it charges what the others
-//! produced).
+//! one), [`certificates`] (`CertificateApproval`, `CertificateSigning`: `approve`/`sign` on the
+//! request's signer) and [`resource_quota`] (`ResourceQuota`, last as upstream: it charges what
+//! the others produced).
 
+pub mod certificates;
 pub mod default_storage_class;
 pub mod default_toleration_seconds;
 pub mod node_restriction;
@@ -118,6 +120,8 @@ impl Default for Admission {
                 Box::new(node_restriction::NodeRestriction),
                 Box::new(default_toleration_seconds::DefaultTolerationSeconds),
                 Box::new(default_storage_class::DefaultStorageClass),
+                Box::new(certificates::CertificateApproval),
+                Box::new(certificates::CertificateSigning),
                 Box::new(resource_quota::ResourceQuota),
             ],
         }

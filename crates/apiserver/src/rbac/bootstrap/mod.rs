@@ -14,6 +14,9 @@
 //!   `system:controller:X` is bound to the service account `kube-system/X`, upstream's rule),
 //!   so the two can never disagree.
 //! - `system:node` is bound to no one: nodes are authorized by the Node authorizer, not RBAC.
+//! - `system:controller:certificate-controller` may also `approve` the
+//!   `kubernetes.io/kubelet-serving` signer: krust's csrapproving approves a node's own serving
+//!   certificate (upstream leaves that to an external approver).
 //! - krust's own controller, the local-path provisioner, has `system:controller:local-path-
 //!   provisioner` (volumes, claims, storage classes, events) at the end of the controller
 //!   files, bound to `kube-system/local-path-provisioner` as upstream binds its controllers.
