@@ -247,6 +247,32 @@ fn csr_with_token(server: &Server, token: &str) -> Value {
     created
 }
 
+/// POSTs a CSR for `subject` (CN, O) to `signer` with `token`: the status code and answer.
+fn post_csr(server: &Server, token: &str, subject: (&str, &str), signer: &str) -> (String, String) {
+    let (_, request) = pki::new_request(subject.0, subject.1, &[]).unwrap();
+    let csr = serde_json::json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"generateName": "test-csr-"},
+        "spec": {
+            "request": base64_encode(request.as_bytes()),
+            "signerName": signer,
+            "usages": ["digital signature", "client auth"],
+        },
+    });
+    let out = Command::new("curl")
+        .args(["-sk", "-X", "POST", "-H", "Content-Type: application/json"])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args(["--data-binary", &csr.to_string()])
+        .args(["-w", "\n%{http_code}"])
+        .arg(server.url("/apis/certificates.k8s.io/v1/certificatesigningrequests"))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+    (code.to_string(), body.to_string())
+}
+
 /// PUT `body` to `path` with `token`: the status code and the answer.
 fn put_with_token(server: &Server, token: &str, path: &str, body: &Value) -> (String, String) {
     let out = Command::new("curl")
@@ -537,6 +563,19 @@ fn wrong_expired_and_mispinned_tokens_are_refused() {
         "{body}"
     );
     let _ = server.kubectl(&["delete", "csr", &name]);
+
+    // Nobody may ask for a system:masters client certificate (CertificateSubjectRestriction).
+    let (code, body) = post_csr(
+        &server,
+        bootstrap,
+        ("admin", "system:masters"),
+        "kubernetes.io/kube-apiserver-client",
+    );
+    assert_eq!(code, "403", "{body}");
+    assert!(
+        body.contains("use of kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed"),
+        "{body}"
+    );
 
     // A token past its TTL is refused the same way, and the token cleaner deletes it.
     let (_, short) = add_node(&server, "2s");

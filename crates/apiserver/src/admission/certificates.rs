@@ -2,7 +2,9 @@
 //! (plugin/pkg/admission/certificates): approving or denying a CertificateSigningRequest (its
 //! `approval` subresource) needs the `approve` verb, and setting or changing its
 //! `status.certificate` the `sign` verb, on `certificates.k8s.io/signers` named by the request's
-//! signer (or its `<domain>/*` wildcard), so RBAC decides who may issue what.
+//! signer (or its `<domain>/*` wildcard), so RBAC decides who may issue what; and
+//! `CertificateSubjectRestriction`: no request to `kubernetes.io/kube-apiserver-client` may ask
+//! for the `system:masters` group, whoever would approve it.
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -16,6 +18,50 @@ const GROUP: &str = "certificates.k8s.io";
 
 pub struct CertificateApproval;
 pub struct CertificateSigning;
+pub struct CertificateSubjectRestriction;
+
+#[async_trait]
+impl Plugin for CertificateSubjectRestriction {
+    fn name(&self) -> &'static str {
+        "CertificateSubjectRestriction"
+    }
+
+    async fn admit(
+        &self,
+        attrs: &Attributes<'_>,
+        object: Option<&mut Value>,
+        _reg: &Registry,
+    ) -> ApiResult<()> {
+        let creating = attrs.operation == Operation::Create
+            && attrs.is(GROUP, "certificatesigningrequests")
+            && attrs.subresource.is_empty();
+        let Some(csr) = object.filter(|_| creating) else {
+            return Ok(());
+        };
+        let signer = csr["spec"]["signerName"].as_str().unwrap_or_default();
+        if signer != "kubernetes.io/kube-apiserver-client" {
+            return Ok(());
+        }
+        // An unparseable request is validation's to refuse, with its field error.
+        let Some(info) = request_info(csr) else {
+            return Ok(());
+        };
+        if info.organizations.iter().any(|o| o == "system:masters") {
+            return Err(attrs.forbidden(
+                Some(csr),
+                format!("use of {signer} signer with system:masters group is not allowed"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn request_info(csr: &Value) -> Option<pki::RequestInfo> {
+    use base64::Engine as _;
+    let b64 = csr["spec"]["request"].as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    pki::parse_request(std::str::from_utf8(&bytes).ok()?).ok()
+}
 
 #[async_trait]
 impl Plugin for CertificateApproval {

@@ -11,7 +11,7 @@
 //! (`NodeRestriction`), [`default_toleration_seconds`] (`DefaultTolerationSeconds`),
 //! [`default_storage_class`] (`DefaultStorageClass`: a claim without a class gets the default
 //! one), [`certificates`] (`CertificateApproval`, `CertificateSigning`: `approve`/`sign` on the
-//! request's signer) and [`resource_quota`] (`ResourceQuota`, last as upstream: it charges what
+//! request's signer; `CertificateSubjectRestriction`: no system:masters client certificates) and [`resource_quota`] (`ResourceQuota`, last as upstream: it charges what
 //! the others produced).
 
 pub mod certificates;
@@ -122,6 +122,7 @@ impl Default for Admission {
                 Box::new(default_storage_class::DefaultStorageClass),
                 Box::new(certificates::CertificateApproval),
                 Box::new(certificates::CertificateSigning),
+                Box::new(certificates::CertificateSubjectRestriction),
                 Box::new(resource_quota::ResourceQuota),
             ],
         }
