@@ -11,8 +11,9 @@
 //! (`NodeRestriction`), [`default_toleration_seconds`] (`DefaultTolerationSeconds`),
 //! [`default_storage_class`] (`DefaultStorageClass`: a claim without a class gets the default
 //! one), [`certificates`] (`CertificateApproval`, `CertificateSigning`: `approve`/`sign` on the
-//! request's signer; `CertificateSubjectRestriction`: no system:masters client certificates) and [`resource_quota`] (`ResourceQuota`, last as upstream: it charges what
-//! the others produced).
+//! request's signer; `CertificateSubjectRestriction`: no system:masters client certificates)
+//! and [`resource_quota`] (`ResourceQuota`, last as upstream: it charges what the others
+//! produced).
 
 pub mod certificates;
 pub mod default_storage_class;
