@@ -31,6 +31,7 @@ mod events;
 mod expand;
 mod hosts;
 mod image;
+mod phases;
 mod pull_secrets;
 mod runtime;
 mod sandbox;

@@ -20,6 +20,7 @@ use super::env::{container_env, EnvInputs, Objects};
 use super::events::{self, EventType, EventType::Normal, EventType::Warning};
 use super::hosts;
 use super::image::{self, Ensured};
+use super::phases::Phases;
 use super::pull_secrets;
 use super::runtime::{attempt, container_name, is_exited, is_running, PodRuntime};
 use super::sandbox::{self, ids};
@@ -90,6 +91,8 @@ pub struct Worker {
     volumes: Option<PodVolumes>,
     /// Events written recently (reason and message), so repeats are not written every sync.
     recent_events: HashMap<(String, String), std::time::Instant>,
+    /// The current sync's phases and their durations.
+    phases: Phases,
 }
 
 enum Next {
@@ -125,6 +128,7 @@ pub async fn run(shared: Arc<Shared>, pod: Arc<Pod>, inputs: Inputs) {
         sandbox_config: None,
         volumes: None,
         recent_events: HashMap::new(),
+        phases: Phases::new(),
     };
     let mut wake = Instant::now();
     loop {
@@ -205,7 +209,9 @@ impl Worker {
         let ctx = self.shared.ctx.clone();
         let (_, _, uid) = ids(&self.pod);
         let uid = uid.to_string();
+        self.phases = Phases::new();
         let mut runtime = PodRuntime::read(&ctx.cri, &uid).await?;
+        self.phases.mark("runtime");
         let mut next = RESYNC;
         if let Some(rejected) = self.admission(&runtime) {
             self.end(rejected).await;
@@ -230,8 +236,11 @@ impl Worker {
             Some(s) => (s.id.clone(), self.sandbox_ips(&s.id).await?),
             None => match self.create_sandbox(&runtime).await {
                 Ok(id) => {
+                    self.phases.mark("sandbox");
                     runtime = PodRuntime::read(&ctx.cri, &uid).await?;
-                    (id.clone(), self.sandbox_ips(&id).await?)
+                    let ips = self.sandbox_ips(&id).await?;
+                    self.phases.mark("sandbox_status");
+                    (id.clone(), ips)
                 }
                 Err(e) => {
                     // The pod stays Pending with its containers ContainerCreating, as upstream.
@@ -267,6 +276,7 @@ impl Worker {
         let volumes_ok = match self.shared.volumes.setup(&self.pod).await {
             Ok(v) => {
                 self.volumes = Some(v);
+                self.phases.mark("volumes");
                 true
             }
             Err(e) => {
@@ -363,9 +373,14 @@ impl Worker {
         }
         if changed {
             runtime = PodRuntime::read(&ctx.cri, &uid).await?;
+            self.phases.mark("runtime_again");
         }
         self.track_probes(&runtime, &sandbox_id, &pod_ip);
         self.write_status(&runtime, Some(pod_ips), true).await?;
+        if changed {
+            self.phases.mark("status");
+            tracing::debug!(pod = %self.name(), phases = %self.phases.summary(), "pod sync phases");
+        }
         if self.terminal.is_some() {
             self.stop_sandboxes(&runtime).await;
         }
@@ -573,7 +588,9 @@ impl Worker {
             .unwrap_or_default();
         let key = format!("{uid}/{}", c.name);
         let image = c.image.as_deref().unwrap_or("");
+        self.phases.mark("before_start");
         let auth = pull_secrets::credentials(&ctx.client, objects, &self.pod, image).await;
+        self.phases.mark("pull_secrets");
         match image::ensure(
             &ctx.cri,
             c,
@@ -584,7 +601,10 @@ impl Worker {
         )
         .await
         {
-            Ensured::Ready(how) => self.event(Normal, "Pulled", &how),
+            Ensured::Ready(how) => {
+                self.phases.mark("image");
+                self.event(Normal, "Pulled", &how)
+            }
             Ensured::Waiting(w) => {
                 let (kind, reason) = match w.reason.as_str() {
                     image::IMAGE_PULL_BACKOFF => (Normal, "BackOff"),
@@ -607,9 +627,11 @@ impl Worker {
             node_memory: self.shared.node.memory,
         };
         let service_env = self.shared.service_env(&self.pod).await;
+        self.phases.mark("service_env");
         let env = container_env(&inputs, objects, &self.pod, c, &service_env)
             .await
             .map_err(|e| config_error(e.0))?;
+        self.phases.mark("env");
         let restart_count = runtime.next_attempt(&c.name);
         let log_dir = ctx.layout.pod_log_dir(ns, name, uid).join(&c.name);
         let message_file =
@@ -637,6 +659,7 @@ impl Worker {
                 ..Default::default()
             });
         }
+        self.phases.mark("files");
         let config = container::config(container::Inputs {
             pod: &self.pod,
             container: c,
@@ -654,6 +677,7 @@ impl Worker {
                 reason: "CreateContainerError".into(),
                 message: format!("{e:#}"),
             })?;
+        self.phases.mark("create");
         self.event(Normal, "Created", &format!("Created container: {}", c.name));
         if let Err(e) = ctx.cri.start_container(&id).await {
             self.event(Warning, "Failed", &format!("Error: {e:#}"));
@@ -662,6 +686,7 @@ impl Worker {
                 message: format!("{e:#}"),
             });
         }
+        self.phases.mark("start");
         tracing::info!(pod = %self.name(), container = %c.name, id = %id, restart_count, "container started");
         self.event(Normal, "Started", &format!("Started container {}", c.name));
         self.remove_old(runtime, &c.name).await;
