@@ -2,19 +2,29 @@
 //! ("Successfully assigned NS/POD to NODE", action `Binding`) and `FailedScheduling` warnings
 //! (action `Scheduling`).
 //!
-//! Events are best effort: a failure to write one is logged and never fails scheduling.
+//! Events are best effort, as upstream's event broadcaster: they wait in a bounded queue
+//! (1,000, upstream's maxQueuedEvents) written by a background task with a few requests in
+//! flight, so a binding never waits for its event; when the queue is full the event is
+//! dropped, and a failure to write one is logged and never fails scheduling.
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use kube::Client;
+use tokio::sync::mpsc;
+
+/// Upstream's maxQueuedEvents: events beyond this many unwritten ones are dropped.
+const QUEUE: usize = 1000;
+/// Event writes in flight at once (they share the client's connection).
+const WRITERS: usize = 16;
 
 /// Publishes the scheduler's events.
 #[derive(Clone)]
 pub struct Recorder {
-    client: Client,
+    queue: mpsc::Sender<Event>,
     /// `reportingController`: the scheduler name, as upstream.
     controller: String,
     /// `reportingInstance`: `<scheduler name>-<identity>`.
@@ -80,9 +90,13 @@ fn reference(pod: &Pod) -> ObjectReference {
 }
 
 impl Recorder {
+    /// A recorder whose writer task runs until every clone of it is dropped; call it inside a
+    /// Tokio runtime.
     pub fn new(client: Client, scheduler_name: &str, identity: &str) -> Recorder {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(write_all(client, rx));
         Recorder {
-            client,
+            queue,
             controller: scheduler_name.to_string(),
             instance: format!("{scheduler_name}-{identity}"),
         }
@@ -113,15 +127,27 @@ impl Recorder {
         }
     }
 
-    pub async fn publish(&self, pod: &Pod, note: Note) {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
-        if let Err(e) = api
-            .create(&PostParams::default(), &self.event(pod, &note))
-            .await
+    /// Queues the event for `pod`; never waits.
+    pub fn publish(&self, pod: &Pod, note: Note) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(self.event(pod, &note))
         {
-            tracing::warn!(error = %e, reason = note.reason, pod = ?pod.metadata.name, "could not record event");
+            tracing::warn!(reason = note.reason, pod = ?pod.metadata.name, "event queue full; event dropped");
         }
+    }
+}
+
+/// Writes queued events until the recorder is dropped.
+async fn write_all(client: Client, rx: mpsc::Receiver<Event>) {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
+        .for_each_concurrent(WRITERS, |event| write(&client, event))
+        .await;
+}
+
+async fn write(client: &Client, event: Event) {
+    let ns = event.metadata.namespace.as_deref().unwrap_or("default");
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    if let Err(e) = api.create(&PostParams::default(), &event).await {
+        tracing::warn!(error = %e, reason = ?event.reason, "could not record event");
     }
 }
 

@@ -18,6 +18,7 @@
 
 pub mod binder;
 pub mod cache;
+pub mod client;
 pub mod events;
 pub mod metrics;
 pub mod placement;

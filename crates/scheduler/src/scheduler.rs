@@ -371,10 +371,7 @@ async fn bind(shared: &Shared, pod: &Pod, node: &str, started: Instant) {
                 started.elapsed().as_secs_f64(),
             );
             tracing::info!(pod = %key, node, "bound");
-            shared
-                .recorder
-                .publish(pod, events::scheduled(pod, node))
-                .await;
+            shared.recorder.publish(pod, events::scheduled(pod, node));
         }
         Err(e) => {
             let gone = matches!(&e, kube::Error::Api(s) if s.code == 404 || s.code == 409);
@@ -399,7 +396,7 @@ async fn bind(shared: &Shared, pod: &Pod, node: &str, started: Instant) {
             );
             tracing::warn!(pod = %key, node, error = %e, "binding failed");
             let note = events::failed_scheduling(format!("Binding rejected: {e}"));
-            shared.recorder.publish(pod, note).await;
+            shared.recorder.publish(pod, note);
         }
     }
 }
@@ -412,8 +409,7 @@ async fn report_unschedulable(
 ) {
     shared
         .recorder
-        .publish(pod, events::failed_scheduling(message.clone()))
-        .await;
+        .publish(pod, events::failed_scheduling(message.clone()));
     let nominated = match &outcome {
         preemption::Outcome::Preempt(c) => {
             evict(shared, pod, c).await;
@@ -440,8 +436,7 @@ async fn evict(shared: &Shared, pod: &Pod, c: &preemption::Candidate) {
     for victim in &c.victims {
         shared
             .recorder
-            .publish(victim, events::preempted(pod, &c.node))
-            .await;
+            .publish(victim, events::preempted(pod, &c.node));
         if let Err(e) = binder::evict(&shared.client, victim).await {
             tracing::warn!(victim = ?victim.metadata.name, error = %e, "could not evict");
         }

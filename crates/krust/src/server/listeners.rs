@@ -61,7 +61,8 @@ async fn start_scheduler(
     map: &ports::PortMap,
     paths: &pki::Paths,
 ) -> Result<()> {
-    let client = component_client(&paths.scheduler_config).await?;
+    // HTTP/2: bindings and events in flight share one connection, as client-go's would.
+    let client = scheduler::client::http2(component_config(&paths.scheduler_config).await?)?;
     let metrics = scheduler::Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
@@ -182,11 +183,7 @@ impl ComponentPorts<'_> {
     }
 }
 
-/// A client authenticated as a component, from the kubeconfig the PKI wrote for it.
-async fn component_client(kubeconfig: &Path) -> Result<kube::Client> {
-    Ok(kube::Client::try_from(component_config(kubeconfig).await?)?)
-}
-
+/// A component's client configuration, from the kubeconfig the PKI wrote for it.
 async fn component_config(kubeconfig: &Path) -> Result<kube::Config> {
     let file = kube::config::Kubeconfig::read_from(kubeconfig)
         .with_context(|| format!("cannot read {}", kubeconfig.display()))?;
