@@ -87,8 +87,9 @@ async fn reconcile(client: Client, svc: Arc<Service>, watches: Arc<Watches>) -> 
             Err(e) => return Err(e.into()),
         }
     }
-    // A resync as upstream's informers have: CI twice saw a slice miss a pod change under load
-    // (cause not found yet, see the issue notes); a periodic pass bounds how long that lasts.
+    // A periodic pass as upstream's informer resync: the missed updates CI saw came from
+    // services listed at start being taken for deleted (fixed in `informer`); this bounds the
+    // damage of any other missed event.
     Ok(Action::requeue(RESYNC))
 }
 

@@ -27,16 +27,37 @@ where
     let (store, writer) = reflector::store();
     let changes = reflector::reflector(writer, watcher::watcher(api, config))
         .default_backoff()
-        .filter_map(|event| async move {
-            match event {
-                Ok(Event::Apply(o) | Event::Delete(o) | Event::InitApply(o)) => Some(o),
-                Ok(Event::Init | Event::InitDone) => None,
-                Err(e) => {
-                    tracing::warn!(error = %e, kind = %K::kind(&Default::default()), "watch failed; retrying");
-                    None
-                }
-            }
+        .scan(Vec::new(), |listed, event| {
+            futures::future::ready(Some(after_the_store(listed, event)))
         })
+        .flat_map(futures::stream::iter)
         .boxed();
     (store, changes)
+}
+
+/// The objects an event makes visible. A (re)list's objects reach the store only at `InitDone`,
+/// when the reflector swaps the listed set in, so they are held until then: a controller that
+/// looks an object up as it comes out of the stream must find it (a service seen in the initial
+/// list was otherwise taken for deleted and never synced).
+fn after_the_store<K>(listed: &mut Vec<K>, event: Result<Event<K>, watcher::Error>) -> Vec<K>
+where
+    K: Resource,
+    K::DynamicType: Default,
+{
+    match event {
+        Ok(Event::Apply(o) | Event::Delete(o)) => vec![o],
+        Ok(Event::Init) => {
+            listed.clear();
+            Vec::new()
+        }
+        Ok(Event::InitApply(o)) => {
+            listed.push(o);
+            Vec::new()
+        }
+        Ok(Event::InitDone) => std::mem::take(listed),
+        Err(e) => {
+            tracing::warn!(error = %e, kind = %K::kind(&Default::default()), "watch failed; retrying");
+            Vec::new()
+        }
+    }
 }
