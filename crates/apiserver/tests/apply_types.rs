@@ -52,6 +52,7 @@ const KINDS: &[(&str, &str)] = &[
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
     ("storage.k8s.io/v1", "StorageClass"),
     ("scheduling.k8s.io/v1", "PriorityClass"),
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"),
 ];
 
 fn crate_dir() -> PathBuf {

@@ -161,7 +161,7 @@ fn listening_column_sees_a_real_listener() {
 #[test]
 fn unbuilt_components_say_so() {
     let out = Command::new(env!("CARGO_BIN_EXE_krust"))
-        .args(["add-node"])
+        .args(["remove-node", "n1"])
         .output()
         .unwrap();
     assert!(!out.status.success());
