@@ -200,6 +200,7 @@ impl Cluster {
         let needle = self.data_dir.to_string_lossy().into_owned();
         let left = support::wait_none_mentioning(&needle, Duration::from_secs(10));
         assert!(left.is_empty(), "left running: {left:?}");
+        unmount_everything_under(&self.data_dir);
     }
 
     pub fn pod_log_dir(&self, pod: &serde_json::Value) -> PathBuf {
@@ -212,6 +213,25 @@ impl Cluster {
 
     pub fn manifests_dir(&self) -> PathBuf {
         self.ctx.layout.manifests_dir()
+    }
+}
+
+/// The kubelet keeps its tmpfs volumes (memory emptyDirs, secrets) mounted while the node lives;
+/// the test's node ends here, so they go too, or the temporary directory could not be removed.
+fn unmount_everything_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut targets: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .filter(|t| Path::new(t).starts_with(dir))
+        .collect();
+    // Deepest first: a mount inside another goes before it.
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for t in targets {
+        if let Ok(c) = std::ffi::CString::new(t) {
+            // SAFETY: a valid NUL-terminated path; MNT_DETACH cannot fail on a busy mount.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
     }
 }
 
